@@ -1,0 +1,108 @@
+package main
+
+// The scenario is the lab's inventory, written by runbook/lab.py as JSON from a TOML file in
+// sim/scenarios/ (Python's tomllib parses TOML, so no TOML library is needed here). Defaults
+// ([defaults.host], [defaults.vm]) and the scale template are expanded on the Python side: this
+// file only declares the flat shape the Go side builds.
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+const gib = int64(1) << 30
+
+type Scenario struct {
+	Name                 string        `json:"name"`
+	MigrationSeconds     float64       `json:"migration_seconds"`      // powered-on relocation
+	ColdMigrationSeconds float64       `json:"cold_migration_seconds"` // powered-off relocation
+	Datacenters          []DCSpec      `json:"datacenters"`
+	Clusters             []ClusterSpec `json:"clusters"`
+	Hosts                []HostSpec    `json:"hosts"`
+	Datastores           []DSSpec      `json:"datastores"`
+	VMs                  []VMSpec      `json:"vms"`
+}
+
+type DCSpec struct {
+	Name string `json:"name"`
+}
+
+type ClusterSpec struct {
+	Name       string `json:"name"`
+	Datacenter string `json:"datacenter"`
+	EVCMode    string `json:"evc_mode"` // "" = EVC disabled
+}
+
+type VmkSpec struct {
+	Device    string   `json:"device"`
+	PortGroup string   `json:"port_group"`
+	IP        string   `json:"ip"`
+	Services  []string `json:"services"` // management, vmotion
+}
+
+type HostSpec struct {
+	Name            string    `json:"name"`
+	Cluster         string    `json:"cluster"`
+	CPUVendor       string    `json:"cpu_vendor"` // intel | amd
+	CPUModel        string    `json:"cpu_model"`
+	MaxEVCMode      string    `json:"max_evc_mode"`
+	ConnectionState string    `json:"connection_state"` // connected | disconnected | notResponding
+	MaintenanceMode bool      `json:"maintenance_mode"`
+	PortGroups      []string  `json:"port_groups"`
+	Vmks            []VmkSpec `json:"vmks"`
+}
+
+type DSSpec struct {
+	Name       string   `json:"name"`
+	Type       string   `json:"type"` // NFS | VMFS
+	CapacityGB float64  `json:"capacity_gb"`
+	UsedGB     float64  `json:"used_gb"` // space used by files outside the lab's VMs
+	Hosts      []string `json:"hosts"`
+}
+
+type DiskSpec struct {
+	SizeGB      float64 `json:"size_gb"`
+	CommittedGB float64 `json:"committed_gb"` // data written; a thick disk commits its full size anyway
+	Format      string  `json:"format"`       // thin | thick | eagerzeroedthick
+	Datastore   string  `json:"datastore"`    // "" = the VM's home datastore
+}
+
+type NicSpec struct {
+	PortGroup string `json:"port_group"`
+}
+
+type CdromSpec struct {
+	Type      string `json:"type"` // iso | host | client
+	Datastore string `json:"datastore"`
+	Path      string `json:"path"`
+}
+
+type VMSpec struct {
+	Name       string     `json:"name"`
+	Host       string     `json:"host"`
+	PowerState string     `json:"power_state"` // poweredOn | poweredOff
+	Datastore  string     `json:"datastore"`   // home: .vmx, logs, swap
+	GuestIP    string     `json:"guest_ip"`
+	GuestOS    string     `json:"guest_os"`
+	CPUs       int32      `json:"cpus"`
+	MemoryMB   int64      `json:"memory_mb"`
+	Disks      []DiskSpec `json:"disks"`
+	Nics       []NicSpec  `json:"nics"`
+	Cdrom      *CdromSpec `json:"cdrom"`
+}
+
+func loadScenario(path string) (*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Scenario{MigrationSeconds: 2, ColdMigrationSeconds: 0.5}
+	if err := json.Unmarshal(data, s); err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", path, err)
+	}
+	if len(s.Datacenters) == 0 {
+		return nil, fmt.Errorf("scenario %s declares no datacenter", path)
+	}
+	return s, nil
+}

@@ -1,0 +1,409 @@
+"""Integration tests of the lab vCenter (sim/ + runbook/lab.py), asserted through pyvmomi."""
+from __future__ import annotations
+
+import os
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyVim.connect import Disconnect, SmartConnect
+from pyVim.task import WaitForTask
+from pyVmomi import vim, vmodl
+
+from runbook import lab
+from runbook.errors import LabError
+
+GB = 1 << 30
+
+
+def _connect(info: lab.LabInfo, **kw: object) -> vim.ServiceInstance:
+    proto = "https" if info.url.startswith("https") else "http"
+    return SmartConnect(protocol=proto, host=info.host, port=info.port, user=info.username,
+                        pwd=info.password, **kw)
+
+
+@pytest.fixture(scope="module")
+def default_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.LabInfo]:
+    """A default-scenario lab shared by read-only tests; relocation tests use their own labs."""
+    info = lab.start("default", state_dir=tmp_path_factory.mktemp("lab-default"))
+    yield info
+    lab.stop(info.state_dir)
+
+
+@pytest.fixture(scope="module")
+def si(default_lab: lab.LabInfo) -> Iterator[vim.ServiceInstance]:
+    s = _connect(default_lab)
+    yield s
+    Disconnect(s)
+
+
+@pytest.fixture()
+def fresh_lab(tmp_path: Path) -> Iterator[tuple[lab.LabInfo, vim.ServiceInstance]]:
+    """A throw-away prereq-failures lab for tests that change state."""
+    info = lab.start("prereq-failures", state_dir=tmp_path / "lab")
+    lab.LabControl(info).set_migration_seconds(None, 0.3)
+    s = _connect(info)
+    yield info, s
+    Disconnect(s)
+    lab.stop(info.state_dir)
+
+
+def objs(si: vim.ServiceInstance, kind: type) -> dict[str, vim.ManagedEntity]:
+    c = si.RetrieveContent()
+    view = c.viewManager.CreateContainerView(c.rootFolder, [kind], True)
+    try:
+        return {o.name: o for o in view.view}
+    finally:
+        view.Destroy()
+
+
+def relocate(vm: vim.VirtualMachine, **spec: object) -> vim.Task:
+    return vm.RelocateVM_Task(spec=vim.vm.RelocateSpec(**spec))
+
+
+def wait_error(task: vim.Task) -> vmodl.MethodFault:
+    with pytest.raises(vmodl.MethodFault) as e:
+        WaitForTask(task)
+    return e.value
+
+
+# ----- inventory -----------------------------------------------------------------------------
+
+
+def test_mount_lists_consistent(si: vim.ServiceInstance) -> None:
+    hosts = objs(si, vim.HostSystem)
+    for ds in objs(si, vim.Datastore).values():
+        mounted = {m.key.name for m in ds.host}
+        seeing = {h.name for h in hosts.values() if ds in h.datastore}
+        assert mounted == seeing and mounted, ds.name
+        assert ds.summary.multipleHostAccess == (len(mounted) > 1)
+    folder = si.RetrieveContent().rootFolder.childEntity[0].datastoreFolder
+    names = [d.name for d in folder.childEntity]
+    assert len(names) == len(set(names)) == 5
+
+
+def test_per_host_networks(si: vim.ServiceInstance) -> None:
+    for net in objs(si, vim.Network).values():
+        for h in net.host:
+            assert net in h.network
+    for h in objs(si, vim.HostSystem).values():
+        assert {n.name for n in h.network} == {"VM Network", "App Network"}
+        assert {p.spec.name for p in h.config.network.portgroup} >= {"VM Network", "App Network"}
+        assert [v.device for v in h.configManager.networkSystem.networkInfo.vnic] == ["vmk0", "vmk1"]
+        assert h.hardware.cpuPkg[0].vendor == "intel"
+        assert h.summary.currentEVCModeKey == "intel-cascadelake"
+
+
+def test_vm_guest_and_storage(si: vim.ServiceInstance) -> None:
+    vms = objs(si, vim.VirtualMachine)
+    assert len(vms) == 12
+    ips = {vm.guest.ipAddress for vm in vms.values() if vm.runtime.powerState == "poweredOn"}
+    assert len(ips) == 11 and all(ip.startswith("127.0.10.") for ip in ips)
+    web = vms["web-01"]
+    assert web.summary.guest.ipAddress == "127.0.10.1"
+    assert web.guest.net[0].ipAddress == ["127.0.10.1"] and web.guest.net[0].network == "VM Network"
+    assert web.guest.toolsRunningStatus == "guestToolsRunning"
+    disk = [d for d in web.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)][0]
+    assert disk.capacityInBytes == 40 * GB and disk.backing.thinProvisioned
+    assert web.summary.storage.committed >= 12 * GB and web.summary.storage.uncommitted == 28 * GB
+    assert any(f.type == "diskExtent" and f.size == 12 * GB for f in web.layoutEx.file)
+    iso = vms["iso-01"]
+    assert {d.name for d in iso.datastore} == {"nfs-01", "nfs-02"}
+    nfs1 = objs(si, vim.Datastore)["nfs-01"]
+    assert nfs1.summary.freeSpace < nfs1.summary.capacity - 200 * GB
+
+
+def test_vmotion_nic_select_deselect(default_lab: lab.LabInfo) -> None:
+    s = _connect(default_lab)
+    h = objs(s, vim.HostSystem)["esx-03.lab.local"]
+    nm = h.configManager.virtualNicManager
+    assert nm.QueryNetConfig("vmotion").selectedVnic
+    h.configManager.vmotionSystem.DeselectVnic()
+    assert not h.config.vmotion.netConfig.selectedVnic
+    assert not h.summary.config.vmotionEnabled
+    cfg = {c.nicType: c for c in h.config.virtualNicManagerInfo.netConfig}
+    assert not cfg["vmotion"].selectedVnic and cfg["management"].selectedVnic
+    nm.SelectVnicForNicType("vmotion", "vmk1")
+    assert h.summary.config.vmotionEnabled
+    assert h.config.vmotion.netConfig.selectedVnic.endswith("vmk1")
+    nm.DeselectVnicForNicType("vmotion", "vmk1")
+    assert not h.summary.config.vmotionEnabled
+    h.configManager.vmotionSystem.SelectVnic("vmk1")
+    assert h.summary.config.vmotionEnabled
+    assert nm.QueryNetConfig("vmotion").selectedVnic
+    Disconnect(s)
+
+
+def test_bad_credentials(default_lab: lab.LabInfo) -> None:
+    with pytest.raises(vim.fault.InvalidLogin):
+        SmartConnect(protocol="http", host=default_lab.host, port=default_lab.port,
+                     user=default_lab.username, pwd="wrong")
+
+
+def test_bulk_retrieval_and_requests(default_lab: lab.LabInfo, si: vim.ServiceInstance) -> None:
+    ctl = lab.LabControl(default_lab)
+    before = ctl.requests_served()
+    c = si.RetrieveContent()
+    view = c.viewManager.CreateContainerView(c.rootFolder, [vim.VirtualMachine], True)
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(
+            obj=view, skip=True, selectSet=[vmodl.query.PropertyCollector.TraversalSpec(
+                name="t", path="view", skip=False, type=vim.view.ContainerView)])],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.VirtualMachine, pathSet=["name"])])
+    res = c.propertyCollector.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions())
+    view.Destroy()
+    assert len(res.objects) == 12
+    assert ctl.requests_served() - before <= 4
+
+
+def test_status_exports_and_refusal(default_lab: lab.LabInfo) -> None:
+    info = lab.status(default_lab.state_dir)
+    assert info is not None and info.pid == default_lab.pid
+    assert "password" not in repr(info) and default_lab.password not in repr(info)
+    ex = info.exports()
+    assert "export GOVC_URL=" in ex and "GOVC_INSECURE=1" in ex and "GOVC_PASSWORD" in ex
+    assert (default_lab.state_dir / "lab.json").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(LabError, match="already running"):
+        lab.start("default", state_dir=default_lab.state_dir)
+    with pytest.raises(LabError, match="available: .*default"):
+        lab.start("nope", state_dir=default_lab.state_dir / "x")
+    assert default_lab.password not in (default_lab.state_dir / "lab.log").read_text()
+
+
+# ----- relocation ----------------------------------------------------------------------------
+
+
+def test_relocate_async_progress_and_bookkeeping(default_lab: lab.LabInfo) -> None:
+    s = _connect(default_lab)
+    vms, hosts = objs(s, vim.VirtualMachine), objs(s, vim.HostSystem)
+    vm, src, dst = vms["util-01"], hosts["esx-03.lab.local"], hosts["esx-01.lab.local"]
+    lab.LabControl(default_lab).set_migration_seconds("util-01", 1.0)
+    task = relocate(vm, host=dst)
+    assert task.info.state in ("queued", "running")
+    assert task.info.descriptionId == "VirtualMachine.relocate"
+    seen: list[int] = []
+    WaitForTask(task, onProgressUpdate=lambda t, p: seen.append(p) if isinstance(p, int) else None)
+    assert task.info.state == "success" and task.info.completeTime and task.info.startTime
+    assert any(0 < p < 100 for p in seen), seen
+    assert vm.runtime.host == dst and vm.summary.runtime.host == dst
+    assert vm in dst.vm and vm not in src.vm
+    Disconnect(s)
+
+
+@pytest.mark.parametrize("fmt", ["thin", "thick", "eagerzeroedthick"])
+def test_storage_move_each_format(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance], fmt: str) -> None:
+    _, s = fresh_lab
+    vm = objs(s, vim.VirtualMachine)["app-02"]
+    nfs1, nfs2 = objs(s, vim.Datastore)["nfs-01"], objs(s, vim.Datastore)["nfs-02"]
+    free1, free2 = nfs1.summary.freeSpace, nfs2.summary.freeSpace
+    disks = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+    backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+        diskMode="persistent", thinProvisioned=fmt == "thin", eagerlyScrub=fmt == "eagerzeroedthick")
+    locs = [vim.vm.RelocateSpec.DiskLocator(diskId=d.key, datastore=nfs2, diskBackingInfo=backing) for d in disks]
+    WaitForTask(relocate(vm, datastore=nfs2, disk=locs))
+    assert vm.config.files.vmPathName.startswith("[nfs-02]")
+    assert vm.summary.config.vmPathName.startswith("[nfs-02]")
+    assert [d.name for d in vm.datastore] == ["nfs-02"]
+    assert vm in nfs2.vm and vm not in nfs1.vm
+    for d in [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]:
+        assert d.backing.fileName.startswith("[nfs-02]") and d.backing.datastore == nfs2
+        assert d.backing.thinProvisioned == (fmt == "thin")
+        assert d.backing.eagerlyScrub == (fmt == "eagerzeroedthick")
+    assert all(f.name.startswith("[nfs-02]") for f in vm.layoutEx.file)
+    expected = (15 if fmt == "thin" else 80) * GB
+    assert nfs1.summary.freeSpace - free1 >= 15 * GB
+    assert free2 - nfs2.summary.freeSpace >= expected
+    assert vm.summary.storage.uncommitted == (65 * GB if fmt == "thin" else 0)
+
+
+def test_combined_move_nic_and_events(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
+    _, s = fresh_lab
+    vms, hosts, dss = objs(s, vim.VirtualMachine), objs(s, vim.HostSystem), objs(s, vim.Datastore)
+    nets = objs(s, vim.Network)
+    vm, dst = vms["web-01"], hosts["esx-02.lab.local"]
+    nic = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard)][0]
+    nic.backing = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(
+        deviceName="App Network", network=nets["App Network"])
+    change = vim.vm.device.VirtualDeviceSpec(operation="edit", device=nic)
+    pool = vm.resourcePool
+    WaitForTask(relocate(vm, host=dst, datastore=dss["local-esx-02"], pool=pool, deviceChange=[change]))
+    assert vm.runtime.host == dst and vm in dst.vm
+    assert [d.name for d in vm.datastore] == ["local-esx-02"] and vm in dss["local-esx-02"].vm
+    assert vm.resourcePool == pool and vm in pool.vm
+    assert [n.name for n in vm.network] == ["App Network"] and vm.guest.net[0].network == "App Network"
+    em = s.RetrieveContent().eventManager
+    events = em.QueryEvents(vim.event.EventFilterSpec(
+        entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"), maxCount=1000))
+    kinds = {type(e).__name__.split(".")[-1] for e in events}
+    assert {"TaskEvent", "VmBeingHotMigratedEvent", "VmMigratedEvent", "VmRelocatedEvent"} <= kinds, kinds
+    mig = [e for e in events if isinstance(e, vim.event.VmMigratedEvent)][0]
+    assert mig.host.host == dst and mig.sourceHost.name == "esx-01.lab.local"
+    assert mig.datacenter.name == "DC1" and mig.createdTime
+
+
+def test_cold_move_event(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
+    _, s = fresh_lab
+    vm = objs(s, vim.VirtualMachine)["build-01"]
+    WaitForTask(relocate(vm, host=objs(s, vim.HostSystem)["esx-03.lab.local"]))
+    em = s.RetrieveContent().eventManager
+    events = em.QueryEvents(vim.event.EventFilterSpec(
+        entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"), maxCount=1000))
+    kinds = {type(e).__name__.split(".")[-1] for e in events}
+    assert {"VmBeingRelocatedEvent", "VmRelocatedEvent"} <= kinds
+
+
+FAULTS = [
+    # (vm, target host, datastore, expected fault)
+    ("web-01", "esx-06.lab.local", None, vim.fault.InvalidHostConnectionState),
+    ("web-01", "esx-05.lab.local", None, vim.fault.InvalidHostState),
+    ("web-01", "esx-04.lab.local", None, vim.fault.VMotionNotConfigured),
+    ("partial-01", "esx-03.lab.local", None, vim.fault.DatastoreNotWritableOnHost),
+    ("iso-local-01", "esx-02.lab.local", None, vim.fault.CannotAccessVmDevice),
+    ("web-01", None, "nfs-full", vim.fault.NoDiskSpace),
+    ("web-01", "esx-07.lab.local", None, vim.fault.CpuIncompatible),
+    ("cd-host-01", "esx-01.lab.local", None, vim.fault.DisallowedMigrationDeviceAttached),
+    ("cd-client-01", "esx-01.lab.local", None, vim.fault.RemoteDeviceNotSupported),
+    ("dmz-01", "esx-03.lab.local", None, vim.fault.DeviceBackingNotSupported),
+]
+
+
+def test_faults_and_checker(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
+    _, s = fresh_lab
+    vms, hosts, dss = objs(s, vim.VirtualMachine), objs(s, vim.HostSystem), objs(s, vim.Datastore)
+    checker = s.RetrieveContent().vmProvisioningChecker
+    for vm_name, host, ds, fault in FAULTS:
+        vm = vms[vm_name]
+        spec = vim.vm.RelocateSpec(host=hosts[host] if host else None, datastore=dss[ds] if ds else None)
+        task = checker.CheckRelocate_Task(vm=vm, spec=spec)
+        WaitForTask(task)
+        errors = list(task.info.result[0].error)
+        assert any(isinstance(e, fault) for e in errors), (vm_name, fault, errors)
+        before = vm.runtime.host
+        err = wait_error(vm.RelocateVM_Task(spec=spec))
+        assert isinstance(err, fault), (vm_name, err)
+        assert vm.runtime.host == before
+    # a failed migration posts its event
+    events = s.RetrieveContent().eventManager.QueryEvents(vim.event.EventFilterSpec(
+        entity=vim.event.EventFilterSpec.ByEntity(entity=vms["web-01"], recursion="self"), maxCount=1000))
+    assert any(isinstance(e, vim.event.VmFailedMigrateEvent) for e in events)
+    assert any(isinstance(e, vim.event.VmRelocateFailedEvent) for e in events)
+    # a healthy check: no error; powered-off VM: a cold-migration warning
+    task = checker.CheckRelocate_Task(vm=vms["build-01"], spec=vim.vm.RelocateSpec(host=hosts["esx-01.lab.local"]))
+    WaitForTask(task)
+    assert not task.info.result[0].error and task.info.result[0].warning
+
+
+def test_missing_reference_is_a_fault(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
+    _, s = fresh_lab
+    vm = objs(s, vim.VirtualMachine)["web-01"]
+    ghost = vim.HostSystem("host-99999", s._stub)
+    with pytest.raises(vmodl.fault.ManagedObjectNotFound):
+        vm.RelocateVM_Task(spec=vim.vm.RelocateSpec(host=ghost))
+    ghost_ds = vim.Datastore("datastore-99999", s._stub)
+    with pytest.raises(vmodl.fault.ManagedObjectNotFound):
+        vm.RelocateVM_Task(spec=vim.vm.RelocateSpec(datastore=ghost_ds))
+    assert vm.name == "web-01"  # the connection survived
+
+
+def test_cancel_in_progress_and_injected(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
+    info, s = fresh_lab
+    ctl = lab.LabControl(info)
+    vms, hosts = objs(s, vim.VirtualMachine), objs(s, vim.HostSystem)
+    vm = vms["web-02"]
+    ctl.set_migration_seconds("web-02", 3)
+    task = relocate(vm, host=hosts["esx-01.lab.local"])
+    time.sleep(0.3)
+    busy = relocate(vm, host=hosts["esx-03.lab.local"])
+    assert isinstance(wait_error(busy), vim.fault.TaskInProgress)
+    task.CancelTask()
+    assert isinstance(wait_error(task), vmodl.fault.RequestCanceled)
+    assert vm.runtime.host.name == "esx-02.lab.local"
+    ctl.inject_fault("web-02", "GenericVmConfigFault", "planted by the test")
+    err = wait_error(relocate(vm, host=hosts["esx-01.lab.local"]))
+    assert isinstance(err, vim.fault.GenericVmConfigFault)
+    assert vm.runtime.host.name == "esx-02.lab.local"
+
+
+def test_controls(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
+    info, s = fresh_lab
+    ctl = lab.LabControl(info)
+    hosts, vms = objs(s, vim.HostSystem), objs(s, vim.VirtualMachine)
+    ctl.disconnect_host("esx-03.lab.local")
+    assert hosts["esx-03.lab.local"].runtime.connectionState == "disconnected"
+    ctl.reconnect_host("esx-03.lab.local")
+    assert hosts["esx-03.lab.local"].runtime.connectionState == "connected"
+    ctl.set_guest_ip("web-01", "127.0.99.1")
+    assert vms["web-01"].guest.ipAddress == "127.0.99.1" == vms["web-01"].summary.guest.ipAddress
+    ctl.set_delay("CurrentTime", 300)
+    t = time.monotonic()
+    s.CurrentTime()
+    assert time.monotonic() - t >= 0.3
+    ctl.set_delay("CurrentTime", 0)
+    assert ctl.placement("web-01")["host"] == "esx-01.lab.local"
+    with pytest.raises(LabError):
+        ctl.inject_fault("web-01", "NoSuchFault")
+
+
+# ----- TLS, stop, scale ----------------------------------------------------------------------
+
+
+def test_tls_and_stop(tmp_path: Path) -> None:
+    info = lab.start("default", tls=True, state_dir=tmp_path / "lab")
+    try:
+        assert info.url.startswith("https://") and info.ca_file and info.ca_file.exists()
+        assert "GOVC_TLS_CA_CERTS" in info.exports()
+        ok = ssl.create_default_context(cafile=str(info.ca_file))
+        s = _connect(info, sslContext=ok)
+        assert s.CurrentTime()
+        Disconnect(s)
+        with pytest.raises(ssl.SSLError):
+            _connect(info, sslContext=ssl.create_default_context())
+    finally:
+        assert lab.stop(info.state_dir)
+    with pytest.raises(ProcessLookupError):
+        os.kill(info.pid, 0)
+    assert not (info.state_dir / "tmp").exists() and not (info.state_dir / "datastores").exists()
+    assert lab.status(info.state_dir) is None and not lab.stop(info.state_dir)
+
+
+def _bulk_names(info: lab.LabInfo) -> int:
+    s = _connect(info)
+    c = s.RetrieveContent()
+    view = c.viewManager.CreateContainerView(c.rootFolder, [vim.VirtualMachine], True)
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(
+            obj=view, skip=True, selectSet=[vmodl.query.PropertyCollector.TraversalSpec(
+                name="t", path="view", skip=False, type=vim.view.ContainerView)])],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(
+            type=vim.VirtualMachine, pathSet=["name", "runtime.host", "guest.ipAddress"])])
+    n = 0
+    res = c.propertyCollector.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions())
+    while res:
+        n += len(res.objects)
+        res = c.propertyCollector.ContinueRetrievePropertiesEx(res.token) if res.token else None
+    view.Destroy()
+    Disconnect(s)
+    return n
+
+
+def test_scale_1000(tmp_path: Path) -> None:
+    t = time.monotonic()
+    info = lab.start("scale", vms=1000, hosts=32, state_dir=tmp_path / "lab")
+    try:
+        assert time.monotonic() - t < 60
+        assert _bulk_names(info) == 1000
+    finally:
+        lab.stop(info.state_dir)
+
+
+@pytest.mark.slow
+def test_scale_10000(tmp_path: Path) -> None:
+    t = time.monotonic()
+    info = lab.start("scale", vms=10000, hosts=320, state_dir=tmp_path / "lab")
+    try:
+        assert time.monotonic() - t < 60
+        assert _bulk_names(info) == 10000
+    finally:
+        lab.stop(info.state_dir)

@@ -1,0 +1,183 @@
+"""The change record of one run: a JSON document for machines, kept beside the HTML report.
+
+Built up by the notebook as the run goes (each step saves it atomically), finished by the pipeline,
+validated against ``record.schema.json``. It never holds a secret: parameters pass through
+:func:`redact` and the vCenter is recorded by address only.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+SCHEMA_VERSION = 1
+RUN_DIR_ENV = "RUNBOOK_RUN_DIR"
+OUTCOMES = ("SUCCEEDED", "FAILED", "CHECKS FAILED", "DRY RUN", "TIMED OUT", "NO CHANGE", "UNKNOWN",
+            "RUNNING")
+_SECRET_KEYS = re.compile(r"pass|secret|token|cookie|session|credential", re.I)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(when: dt.datetime | None) -> str | None:
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    return utcnow().strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def redact(values: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as they may be recorded: anything that looks like a secret is dropped."""
+    return {k: ("<redacted>" if _SECRET_KEYS.search(k) else v) for k, v in values.items()}
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a file so that a crash leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+@dataclass
+class RunRecord:
+    """What one run did. ``save()`` after every step so a crash still leaves a record."""
+
+    kind: str
+    run_dir: Path
+    run_id: str = field(default_factory=new_run_id)
+    change_id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data.setdefault("schema_version", SCHEMA_VERSION)
+        self.data.setdefault("kind", self.kind)
+        self.data.setdefault("run_id", self.run_id)
+        self.data.setdefault("change_id", self.change_id)
+        self.data.setdefault("runbook_version", __version__)
+        self.data.setdefault("operator", {"os_user": _os_user(), "vcenter_user": None})
+        self.data.setdefault("vcenter", None)
+        self.data.setdefault("started", iso(utcnow()))
+        self.data.setdefault("ended", None)
+        self.data.setdefault("parameters", _jsonable(redact(self.parameters)))
+        self.data.setdefault("outcome", "RUNNING")
+        self.data.setdefault("summary", "")
+        self.data.setdefault("error", None)
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / "record.json"
+
+    def set(self, **values: Any) -> "RunRecord":
+        """Record values (plain data, datetimes become ISO UTC) and save."""
+        for key, value in values.items():
+            self.data[key] = _jsonable(value)
+        return self.save()
+
+    def connected(self, settings: Any) -> "RunRecord":
+        """Record where and as whom: the address only, never the password or session."""
+        self.data["vcenter"] = settings.url
+        self.data["operator"]["vcenter_user"] = settings.username
+        return self.save()
+
+    def finish(self, outcome: str, summary: str = "", **values: Any) -> "RunRecord":
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        self.data.update({k: _jsonable(v) for k, v in values.items()})
+        self.data["outcome"], self.data["summary"] = outcome, summary
+        self.data["ended"] = iso(utcnow())
+        return self.save()
+
+    def save(self) -> "RunRecord":
+        write_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=False, default=str) + "\n")
+        return self
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        return str(os.getuid())
+
+
+def load(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(run_dir) / "record.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("runbook").joinpath("record.schema.json").read_text())
+
+
+def validate(data: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` when ``data`` does not follow the documented schema."""
+    import jsonschema
+
+    jsonschema.validate(data, schema())
+
+
+def start_run(kind: str, parameters: dict[str, Any], *, change_id: str | None = None,
+              reports_dir: Path | None = None) -> RunRecord:
+    """The record of this run: in the directory the pipeline made (``RUNBOOK_RUN_DIR``), or a new one
+    under ``reports/`` when a notebook is run by hand."""
+    from .rundir import make_run_dir
+
+    run_dir = os.environ.get(RUN_DIR_ENV)
+    path = Path(run_dir) if run_dir else make_run_dir(reports_dir or default_reports_dir(), change_id)
+    return RunRecord(kind=kind, run_dir=path, run_id=path.name, change_id=change_id or None,
+                     parameters=parameters).save()
+
+
+def default_reports_dir() -> Path:
+    """``$RUNBOOK_REPORTS`` or the project's ``reports/`` (found from the package or the working dir)."""
+    env = os.environ.get("RUNBOOK_REPORTS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent
+    if (here / "notebooks").is_dir():
+        return here / "reports"
+    return Path.cwd() / "reports"

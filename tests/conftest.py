@@ -1,0 +1,84 @@
+"""Fixtures: real lab vCenters (the project's simulator, over real SOAP) and a temporary reports folder.
+
+``lab`` is one default-scenario lab shared by the tests that only read it; tests that change the lab
+take ``fresh_lab`` (a throw-away lab of their own, any scenario) so that they never disturb each other.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runbook import lab as lab_mod
+
+GOVC_VARS = ("GOVC_URL", "GOVC_USERNAME", "GOVC_PASSWORD", "GOVC_INSECURE", "GOVC_TLS_CA_CERTS",
+             "RUNBOOK_PASSWORD_FILE", "RUNBOOK_LAB_DIR", "RUNBOOK_REPORTS")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's vCenter settings or lab, nor writes to the project's reports/."""
+    for name in GOVC_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RUNBOOK_LAB_DIR", str(tmp_path / "no-lab"))
+    monkeypatch.setenv("RUNBOOK_REPORTS", str(tmp_path / "reports"))
+
+
+def lab_env(info: lab_mod.LabInfo) -> dict[str, str]:
+    """govc's variables for a lab, as a user would export them."""
+    env = {"GOVC_URL": info.url, "GOVC_USERNAME": info.username, "GOVC_PASSWORD": info.password}
+    if info.ca_file:
+        env["GOVC_TLS_CA_CERTS"] = str(info.ca_file)
+    return env
+
+
+@contextlib.contextmanager
+def running_lab(tmp: Path, scenario: str = "default", **kwargs) -> Iterator[lab_mod.LabInfo]:
+    info = lab_mod.start(scenario, state_dir=tmp, **kwargs)
+    try:
+        yield info
+    finally:
+        lab_mod.stop(tmp)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_mod.LabInfo]:
+    """A default-scenario lab for tests that do not change it."""
+    with running_lab(tmp_path_factory.mktemp("lab")) as info:
+        yield info
+
+
+@pytest.fixture
+def use_lab(monkeypatch: pytest.MonkeyPatch):
+    """Point govc's variables (and so the runbook and its kernels) at a lab."""
+    def use(info: lab_mod.LabInfo) -> lab_mod.LabInfo:
+        for key, value in lab_env(info).items():
+            monkeypatch.setenv(key, value)
+        return info
+    return use
+
+
+@pytest.fixture
+def fresh_lab(tmp_path: Path, use_lab) -> Iterator:
+    """A factory of throw-away labs: ``info = fresh_lab("prereq-failures")``; all stopped after the test."""
+    stack = contextlib.ExitStack()
+
+    def make(scenario: str = "default", **kwargs) -> lab_mod.LabInfo:
+        state = tmp_path / f"lab-{len(stack._exit_callbacks)}"
+        return use_lab(stack.enter_context(running_lab(state, scenario, **kwargs)))
+
+    with stack:
+        yield make
+
+
+@pytest.fixture
+def si(lab, use_lab):
+    """A logged-in session to the shared lab (logged out after the test)."""
+    from runbook import connect
+
+    use_lab(lab)
+    with connect() as service_instance:
+        yield service_instance

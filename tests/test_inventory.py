@@ -1,0 +1,126 @@
+"""The inventory tables, asserted against what the lab's scenario declares, and its request count."""
+from __future__ import annotations
+
+import pytest
+
+from runbook import lab as lab_mod
+from runbook.errors import Ambiguous, NotFound
+from runbook.inventory import read_inventory
+
+
+@pytest.fixture(scope="module")
+def declared():
+    return lab_mod._scenario_json("default", None, None)
+
+
+@pytest.fixture(scope="module")
+def inv(lab):
+    from runbook import connect
+    from runbook.connection import Settings
+
+    with connect(Settings(host=lab.host, port=lab.port, scheme="http", username=lab.username,
+                          password=lab.password)) as si:
+        return read_inventory(si)
+
+
+def test_every_declared_object_is_listed(inv, declared):
+    assert sorted(inv.vms["name"]) == sorted(v["name"] for v in declared["vms"])
+    assert sorted(inv.hosts["name"]) == sorted(h["name"] for h in declared["hosts"])
+    assert sorted(inv.datastores["name"]) == sorted(d["name"] for d in declared["datastores"])
+    assert sorted(inv.clusters["name"]) == sorted(c["name"] for c in declared["clusters"])
+
+
+def test_mount_lists_match_the_scenario(inv, declared):
+    for ds in declared["datastores"]:
+        row = inv.datastore(ds["name"])
+        assert sorted(row["hosts"]) == sorted(ds["hosts"]), ds["name"]
+        assert row["host_count"] == len(ds["hosts"])
+        assert row["type"] == ds["type"]
+    for host in declared["hosts"]:
+        mounted = {d["name"] for d in declared["datastores"] if host["name"] in d["hosts"]}
+        assert set(inv.host(host["name"])["datastores"]) == mounted
+
+
+def test_vmotion_adapters_match_the_scenario(inv, declared):
+    for host in declared["hosts"]:
+        want = [v["device"] for v in host.get("vmks", []) if "vmotion" in v.get("services", [])]
+        row = inv.host(host["name"])
+        assert row["vmotion_vmks"] == want
+        assert row["vmotion_enabled"] == bool(want)
+        assert row["vmotion_ips"] == [v["ip"] for v in host["vmks"] if v["device"] in want]
+    vmk = inv.vmkernel.set_index(["host", "device"])
+    for host in declared["hosts"]:
+        for v in host.get("vmks", []):
+            assert vmk.loc[(host["name"], v["device"]), "ip"] == v["ip"]
+            assert vmk.loc[(host["name"], v["device"]), "port_group"] == v["port_group"]
+
+
+def test_vm_placement_disks_formats_and_ips_match_the_scenario(inv, declared):
+    for vm in declared["vms"]:
+        row = inv.vm(vm["name"])
+        assert row["host"] == vm["host"]
+        assert row["guest_ip"] == vm.get("guest_ip")
+        assert row["power_state"] == vm.get("power_state", "poweredOn")
+        disks = vm["disks"]
+        assert row["disk_count"] == len(disks)
+        for got, want in zip(row["disks"], disks):
+            assert got["format"] == want["format"], vm["name"]
+            assert got["datastore"] == want.get("datastore", vm["datastore"]), vm["name"]
+            assert got["capacity_bytes"] == int(want["size_gb"] * 2**30)
+        assert row["home_datastore"] == vm["datastore"]
+        assert row["networks"] == sorted({n["port_group"] for n in vm["nics"]})
+        if vm.get("cdrom"):
+            assert row["cdroms"][0]["kind"] == "iso"
+            assert row["cdroms"][0]["datastore"] == vm["cdrom"]["datastore"]
+            assert vm["cdrom"]["datastore"] in row["datastores"]
+
+
+def test_storage_sizes_are_real(inv, declared):
+    for vm in declared["vms"]:
+        row = inv.vm(vm["name"])
+        committed = sum(int(d["committed_gb"] * 2**30) for d in vm["disks"])
+        assert row["committed_bytes"] >= committed  # plus the VM's own files
+        assert row["provisioned_bytes"] >= sum(int(d["size_gb"] * 2**30) for d in vm["disks"])
+
+
+def test_lookups_never_take_the_first_match(inv):
+    with pytest.raises(NotFound, match="did you mean 'web-01'"):
+        inv.vm("web-0l")
+    doubled = inv.vms.assign(name="same")
+    from runbook.find import find_row
+
+    with pytest.raises(Ambiguous, match="12 VMs are named 'same'"):
+        find_row(doubled, "same", "VM")
+    assert inv.vm(inv.vms["moid"].iloc[0])["name"] == inv.vms["name"].iloc[0]
+
+
+def test_cluster_filter(inv, lab):
+    from runbook import connect
+    from runbook.connection import Settings
+
+    with connect(Settings(host=lab.host, port=lab.port, scheme="http", username=lab.username,
+                          password=lab.password)) as si:
+        only = read_inventory(si, cluster="Cluster-A")
+        assert len(only.vms) == len(inv.vms)
+        with pytest.raises(NotFound):
+            read_inventory(si, cluster="no-such-cluster")
+
+
+@pytest.mark.slow
+def test_request_count_does_not_grow_with_the_number_of_vms(tmp_path):
+    from conftest import running_lab
+    from runbook import connect
+    from runbook.connection import Settings
+
+    counts = {}
+    for vms in (50, 1000):
+        with running_lab(tmp_path / str(vms), "scale", vms=vms, hosts=8) as info:
+            control = lab_mod.LabControl(info)
+            with connect(Settings(host=info.host, port=info.port, scheme="http", username=info.username,
+                                  password=info.password)) as si:
+                before = control.requests_served()
+                inv = read_inventory(si)
+                counts[vms] = control.requests_served() - before
+                assert len(inv.vms) == vms
+    assert counts[50] == counts[1000], counts
+    assert counts[1000] < 20, counts

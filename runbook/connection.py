@@ -158,9 +158,11 @@ def login(settings: Settings | None = None) -> vim.ServiceInstance:
         kwargs["sslContext"] = ssl_context(settings)
     where = f"{settings.host}:{settings.port}"
     try:
+        # pyvmomi's API-version discovery has no timeout: ask first ourselves, with one.
+        _preflight(settings, kwargs.get("sslContext"))
         si = SmartConnect(host=settings.host, port=settings.port, user=settings.username,
                           pwd=settings.password, protocol=settings.scheme,
-                          connectionPoolTimeout=settings.timeout, **kwargs)
+                          httpConnectionTimeout=settings.timeout, **kwargs)
     except vim.fault.InvalidLogin:
         raise ConnectionFailed(
             f"vCenter {where} refused the login of {settings.username!r}: wrong user name or password; "
@@ -184,6 +186,20 @@ def login(settings: Settings | None = None) -> vim.ServiceInstance:
         raise ConnectionFailed(f"cannot reach vCenter at {where}: {exc.msg}") from None
     log.info("connected to %s", settings.describe())
     return si
+
+
+def _preflight(settings: Settings, context: ssl.SSLContext | None) -> None:
+    """One timed request to the SDK's version document: reachability, TLS trust and timeout, first."""
+    if settings.scheme == "https":
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            settings.host, settings.port, timeout=settings.timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(settings.host, settings.port, timeout=settings.timeout)
+    try:
+        conn.request("GET", "/sdk/vimServiceVersions.xml")
+        conn.getresponse().read()
+    finally:
+        conn.close()
 
 
 def logout(si: vim.ServiceInstance) -> None:

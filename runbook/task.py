@@ -194,12 +194,12 @@ def raise_for(outcome: TaskOutcome) -> None:
 
 def events(si: vim.ServiceInstance, entity: vim.ManagedEntity, begin: dt.datetime,
            end: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """The vCenter's events for ``entity`` in a window, oldest first (one query, large maxCount)."""
+    """The vCenter's events for ``entity`` in a window, oldest first (one query; 1000 is the most vCenter returns)."""
     from .record import iso
 
     spec = vim.event.EventFilterSpec(
         entity=vim.event.EventFilterSpec.ByEntity(entity=entity, recursion="self"),
-        time=vim.event.EventFilterSpec.ByTime(beginTime=begin, endTime=end), maxCount=10000)
+        time=vim.event.EventFilterSpec.ByTime(beginTime=begin, endTime=end), maxCount=1000)
     found = si.content.eventManager.QueryEvents(spec) or []
     rows = [{"time": iso(e.createdTime), "type": type(e).__name__.split(".")[-1],
              "message": e.fullFormattedMessage or "", "key": e.key,

@@ -31,10 +31,11 @@ func (c *ProvisioningChecker) CheckRelocateTask(req *types.CheckRelocate_Task) s
 			res.Error = append(res.Error, *localized(f))
 		}
 		lab.mu.Lock()
-		_, busy := lab.running[vm.Self.Value]
+		other, busy := lab.running[vm.Self.Value]
 		lab.mu.Unlock()
 		if busy {
-			res.Error = append(res.Error, *localized(withMessage(&types.TaskInProgress{},
+			// the fault names the running task: a reference without a type breaks clients
+			res.Error = append(res.Error, *localized(withMessage(&types.TaskInProgress{Task: other.task.Self},
 				"Another task is already in progress on virtual machine %s", vm.Name)))
 		}
 		for _, w := range checkWarnings(r) {

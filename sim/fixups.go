@@ -94,10 +94,17 @@ func fixNetworks(inv *inventory, s *Scenario) {
 				pgs = append(pgs, portGroup(pg))
 				names = append(names, pg)
 			}
+			var isolated []types.HostPortGroup
 			for _, vmk := range spec.Vmks { // VMkernel port groups are not Network objects
+				if !vmk.hasUplinks() {
+					isolated = append(isolated, portGroupOn(vmk.PortGroup, isolatedSwitch))
+					continue
+				}
 				pgs = append(pgs, portGroup(vmk.PortGroup))
 				names = append(names, vmk.PortGroup)
 			}
+			h.Config.Network.Vswitch = hostSwitches(h.Config.Network.Vswitch, pgs, isolated)
+			pgs = append(pgs, isolated...)
 			h.Config.Network.Portgroup = pgs
 			ns := simulator.Map.Get(*h.ConfigManager.NetworkSystem).(*simulator.HostNetworkSystem)
 			ns.NetworkInfo.Portgroup = pgs
@@ -113,11 +120,39 @@ func fixNetworks(inv *inventory, s *Scenario) {
 	}
 }
 
-func portGroup(name string) types.HostPortGroup {
+func portGroup(name string) types.HostPortGroup { return portGroupOn(name, "vSwitch0") }
+
+func portGroupOn(name, vswitch string) types.HostPortGroup {
 	return types.HostPortGroup{
 		Key:  "key-vim.host.PortGroup-" + name,
-		Spec: types.HostPortGroupSpec{Name: name, VswitchName: "vSwitch0"},
+		Spec: types.HostPortGroupSpec{Name: name, VswitchName: vswitch},
 	}
+}
+
+// isolatedSwitch holds the port groups of vmks declared `uplinks = false`: it has no physical NIC.
+const isolatedSwitch = "vSwitch-isolated"
+
+// hostSwitches lists the host's port groups on the stock vSwitch0 (uplink vmnic0) and, when a vmk
+// has no uplinks, adds a vSwitch without pnic for them (config.network.vswitch[].pnic).
+func hostSwitches(stock []types.HostVirtualSwitch, pgs, isolated []types.HostPortGroup) []types.HostVirtualSwitch {
+	keys := func(list []types.HostPortGroup) (out []string) {
+		for _, pg := range list {
+			out = append(out, pg.Key)
+		}
+		return out
+	}
+	switches := append([]types.HostVirtualSwitch(nil), stock...)
+	if len(switches) > 0 {
+		switches[0].Portgroup = keys(pgs)
+	}
+	if len(isolated) > 0 {
+		switches = append(switches, types.HostVirtualSwitch{
+			Name: isolatedSwitch, Key: "key-vim.host.VirtualSwitch-" + isolatedSwitch, NumPorts: 128,
+			NumPortsAvailable: 128, Mtu: 1500, Portgroup: keys(isolated),
+			Spec: types.HostVirtualSwitchSpec{NumPorts: 128, Mtu: 1500},
+		})
+	}
+	return switches
 }
 
 // removeNetwork drops the stock default "VM Network" when the scenario does not use it.

@@ -39,7 +39,11 @@ type VmkSpec struct {
 	PortGroup string   `json:"port_group"`
 	IP        string   `json:"ip"`
 	Services  []string `json:"services"` // management, vmotion
+	Uplinks   *bool    `json:"uplinks"`  // false: its port group is on a vSwitch without physical NICs
 }
+
+// hasUplinks tells whether the vmk's port group has physical uplinks (the default).
+func (v VmkSpec) hasUplinks() bool { return v.Uplinks == nil || *v.Uplinks }
 
 type HostSpec struct {
 	Name            string    `json:"name"`

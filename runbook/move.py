@@ -29,7 +29,7 @@ from .plan import MigrationPlan, ResolvedPlan, resolve
 from .properties import retrieve_objects
 from .record import RunRecord, iso
 from .spec import build_relocate_spec, spec_to_dict, stub_morefs
-from .task import TaskOutcome, events as query_events, wait
+from .task import LOST_CONNECTION, TaskOutcome, events as query_events, relogin_within, wait
 
 log = logging.getLogger("runbook")
 
@@ -48,6 +48,7 @@ class MoveOptions:
     ping_interval: float = 0.1
     ping_tcp_port: int = 0
     ping_tail: float = 5.0
+    reconnect_s: float = 60.0
     checks: checks_mod.CheckSettings = field(default_factory=checks_mod.CheckSettings)
 
     def __post_init__(self) -> None:
@@ -217,6 +218,7 @@ class Migration:
     def execute(self, on_progress: Callable[[int, str], None] | None = None) -> str:
         """Run the move; return the outcome. Task faults and timeouts are recorded, not raised."""
         r = self.resolved
+        self.error = None
         with vm_lock(self.settings.url, r.vm_moid):
             running = active_relocation(self.si, r.vm_moid)
             if running and running != self.task_id:
@@ -227,22 +229,33 @@ class Migration:
                 if self.task_id is None:
                     if monitor:
                         monitor.mark("task_submitted")
-                    vm = vim.VirtualMachine(r.vm_moid, self.si._stub)
-                    task = vm.RelocateVM_Task(spec=self.spec, priority=_priority(r.priority))
-                    self.task_id = task._moId
+                    self.task_id = self._submit()
                     self._save(task={"id": self.task_id, "state": "running"})
                     log.info("submitted %s as task %s", self.move_words(), self.task_id)
-                try:
-                    self.task, self.si = wait(self.si, self.task_id, timeout=self.options.timeout_s,
-                                              on_progress=on_progress, relogin=lambda: login(self.settings))
-                except TaskTimeout as exc:
-                    self.error = exc
-                except OutcomeUnknown as exc:
-                    self.error = exc
+                self.task, self.si = wait(self.si, self.task_id, timeout=self.options.timeout_s,
+                                          on_progress=on_progress, relogin=lambda: login(self.settings),
+                                          reconnect_for=self.options.reconnect_s)
+            except (TaskTimeout, OutcomeUnknown) as exc:  # recorded with the outcome, not lost
+                self.error = exc
             finally:
                 if monitor:
                     self.ping = monitor.stop()
         return self._conclude()
+
+    def _submit(self) -> str:
+        """Start the relocation; if the connection breaks during the call, find out whether it started."""
+        r = self.resolved
+        try:
+            vm = vim.VirtualMachine(r.vm_moid, self.si._stub)
+            return vm.RelocateVM_Task(spec=self.spec, priority=_priority(r.priority))._moId
+        except LOST_CONNECTION as exc:
+            log.warning("connection lost while submitting the move (%s); looking for its task", exc)
+            self.si = relogin_within(lambda: login(self.settings), "-", self.options.reconnect_s)
+            running = active_relocation(self.si, r.vm_moid)
+            if running:
+                return running
+            raise OutcomeUnknown("-", "the connection broke while the move was submitted and no running "
+                                      f"relocation of {r.vm} was found: check the VM's tasks") from None
 
     def _start_ping(self) -> Any:
         from .ping import ProbeMonitor

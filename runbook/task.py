@@ -23,7 +23,7 @@ from .errors import OutcomeUnknown, TaskFailed, TaskTimeout
 log = logging.getLogger("runbook")
 
 PC = vmodl.query.PropertyCollector
-_LOST = (ConnectionError, socket.timeout, TimeoutError, OSError, http.client.HTTPException,
+LOST_CONNECTION = _LOST = (ConnectionError, socket.timeout, TimeoutError, OSError, http.client.HTTPException,
          vim.fault.NotAuthenticated)
 
 ProgressSink = Callable[[int, str], None]
@@ -100,7 +100,7 @@ def wait(si: vim.ServiceInstance, task_id: str, *, timeout: float = 3600.0,
         except _LOST as exc:
             if relogin is None:
                 raise OutcomeUnknown(task_id, f"connection lost: {type(exc).__name__}") from None
-            si = _relogin(relogin, task_id, reconnect_for)
+            si = relogin_within(relogin, task_id, reconnect_for)
             reattached += 1
             log.warning("connection lost while waiting; re-attached to task %s", task_id)
     if info is None:  # deadline passed
@@ -111,7 +111,9 @@ def wait(si: vim.ServiceInstance, task_id: str, *, timeout: float = 3600.0,
     return outcome, si
 
 
-def _relogin(relogin: Callable[[], vim.ServiceInstance], task_id: str, window: float) -> vim.ServiceInstance:
+def relogin_within(relogin: Callable[[], vim.ServiceInstance], task_id: str,
+                   window: float) -> vim.ServiceInstance:
+    """Log in again, retrying with back-off until ``window`` seconds pass; then OutcomeUnknown."""
     until = time.monotonic() + window
     delay = 0.5
     last = ""

@@ -136,6 +136,7 @@ func startRelocation(vm *simulator.VirtualMachine, req *types.RelocateVM_Task) s
 	r.task.Info.DescriptionId = "VirtualMachine.relocate"
 	r.task.Info.EntityName = vm.Name
 	r.task.Info.Reason = &types.TaskReasonUser{UserName: lab.user}
+	rememberTask(vm, r.task.Self)
 
 	lab.mu.Lock()
 	_, busy := lab.running[vm.Self.Value]
@@ -175,6 +176,10 @@ func (r *relocation) run() {
 		time.Sleep(duration / steps)
 		if r.canceled.Load() {
 			r.finish(withMessage(&types.RequestCanceled{}, "The task was canceled by a user."), true)
+			return
+		}
+		if f := hostsStillConnected(r); f != nil { // a host lost mid-move fails it, as on a vCenter
+			r.finish(f, true)
 			return
 		}
 		if injected != nil && i == steps/2 { // an injected fault strikes half-way, as a real one would
@@ -372,4 +377,29 @@ func messageOf(f types.BaseMethodFault) string {
 
 func localized(f types.BaseMethodFault) *types.LocalizedMethodFault {
 	return &types.LocalizedMethodFault{Fault: f, LocalizedMessage: messageOf(f)}
+}
+
+// hostsStillConnected fails a running move whose source or target host stopped being connected.
+func hostsStillConnected(r *relocation) types.BaseMethodFault {
+	for _, h := range []*simulator.HostSystem{r.srcHost, r.dstHost} {
+		var state types.HostSystemConnectionState
+		simulator.Map.WithLock(h, func() { state = h.Runtime.ConnectionState })
+		if state != types.HostSystemConnectionStateConnected {
+			return withMessage(&types.HostNotConnected{},
+				"The migration of %s failed: host %s is %s.", r.vm.Name, h.Name, state)
+		}
+	}
+	return nil
+}
+
+// rememberTask lists the task in the VM's recentTask, as vCenter does (clients look there for a move
+// already running); the list keeps the last 10.
+func rememberTask(vm *simulator.VirtualMachine, task types.ManagedObjectReference) {
+	simulator.Map.WithLock(vm, func() {
+		recent := append(append([]types.ManagedObjectReference(nil), vm.RecentTask...), task)
+		if len(recent) > 10 {
+			recent = recent[len(recent)-10:]
+		}
+		simulator.Map.Update(vm, []types.PropertyChange{{Name: "recentTask", Val: recent}})
+	})
 }

@@ -16,6 +16,7 @@ from pyVmomi import vim
 
 from .errors import BadInput, NotFound
 from .find import find_row
+from .fastsoap import no_gc, vmomi_type
 from .properties import Records, container_view, retrieve_objects, retrieve_view
 
 VM_PATHS = [
@@ -35,6 +36,12 @@ CLUSTER_PATHS = ["name", "host", "summary.currentEVCModeKey", "configurationEx"]
 NETWORK_PATHS = ["name", "host"]
 POOL_PATHS = ["name", "owner", "parent"]
 TASK_PATHS = ["info.state", "info.entity", "info.descriptionId", "info.key"]
+
+#: The only devices _devices reads: the fast reader skips the others (controllers, video, ...) unparsed.
+_DEVICE_CLASSES = (vim.vm.device.VirtualDisk, vim.vm.device.VirtualEthernetCard, vim.vm.device.VirtualCdrom)
+#: What the VM table needs of the objects VMs refer to (their names, and the cluster of each host).
+_VM_NAME_PATHS = {vim.HostSystem: ["name", "parent"], vim.ClusterComputeResource: ["name"],
+                  vim.Datastore: ["name"], vim.Network: ["name"], vim.ResourcePool: ["name"]}
 
 _ACTIVE_TASK_STATES = {"queued", "running"}
 _MOVE_TASKS = ("VirtualMachine.relocate", "VirtualMachine.migrate", "Drm.ExecuteVMotionLRO")
@@ -75,31 +82,52 @@ class Inventory:
 
 def read_inventory(si: vim.ServiceInstance, *, datacenter: str | None = None,
                    cluster: str | None = None) -> Inventory:
-    """Read the whole inventory (or one datacenter / cluster of it) in bulk."""
+    """Read the whole inventory (or one datacenter / cluster of it) in bulk.
+
+    Replies are read with the fast reader (:mod:`runbook.fastsoap`) unless ``RUNBOOK_FAST_SOAP=0``;
+    both readers give the same tables.
+    """
     content = si.RetrieveContent()
+    types = {vim.VirtualMachine: VM_PATHS, vim.HostSystem: HOST_PATHS, vim.Datastore: DATASTORE_PATHS,
+             vim.ClusterComputeResource: CLUSTER_PATHS, vim.Network: NETWORK_PATHS,
+             vim.ResourcePool: POOL_PATHS}
+    with no_gc():
+        records, dc_of = _read(si, datacenter, types)
+        tasks = _active_tasks(si, content)
+        inv = _build(records, dc_of, tasks)
+    inv.vcenter = content.about.fullName if content.about else ""
+    if cluster:
+        inv = _only_cluster(inv, cluster)
+    return inv
+
+
+def read_vm_table(si: vim.ServiceInstance, *, datacenter: str | None = None) -> pd.DataFrame:
+    """Only the VM table (the same frame as ``read_inventory(si).vms``), reading only what it needs."""
+    content = si.RetrieveContent()
+    with no_gc():
+        records, dc_of = _read(si, datacenter, {vim.VirtualMachine: VM_PATHS, **_VM_NAME_PATHS})
+        tasks = _active_tasks(si, content)
+        return _vm_table(records, dc_of, tasks)[1]
+
+
+def _read(si: vim.ServiceInstance, datacenter: str | None,
+          types: dict[type, list[str]]) -> tuple[Records, dict[str, str]]:
+    """Records of ``types`` in every datacenter (or the one named), and the datacenter of each object."""
     with container_view(si, None, [vim.Datacenter]) as view:
         dcs = retrieve_view(si, view, {vim.Datacenter: ["name"]})
     if datacenter:
         dcs = {m: r for m, r in dcs.items() if datacenter in (m, r.get("name"))}
         if not dcs:
             raise NotFound("datacenter", datacenter, [])
-    types = {vim.VirtualMachine: VM_PATHS, vim.HostSystem: HOST_PATHS, vim.Datastore: DATASTORE_PATHS,
-             vim.ClusterComputeResource: CLUSTER_PATHS, vim.Network: NETWORK_PATHS,
-             vim.ResourcePool: POOL_PATHS}
     records: Records = {}
     dc_of: dict[str, str] = {}
     for dc_moid, dc in dcs.items():
         with container_view(si, dc["_ref"], list(types)) as view:
-            found = retrieve_view(si, view, types)
+            found = retrieve_view(si, view, types, fast=True, keep_devices=_DEVICE_CLASSES)
         for moid in found:
             dc_of[moid] = dc["name"]
         records.update(found)
-    tasks = _active_tasks(si, content)
-    inv = _build(records, dc_of, tasks)
-    inv.vcenter = content.about.fullName if content.about else ""
-    if cluster:
-        inv = _only_cluster(inv, cluster)
-    return inv
+    return records, dc_of
 
 
 def _active_tasks(si: vim.ServiceInstance, content: Any) -> list[dict[str, Any]]:
@@ -151,7 +179,9 @@ def _devices(records: Records, rec: dict[str, Any]) -> tuple[list, list, list]:
     for dev in rec.get("config.hardware.device") or ():
         label = dev.deviceInfo.label if dev.deviceInfo else str(dev.key)
         backing = dev.backing
-        if isinstance(dev, vim.vm.device.VirtualDisk):
+        kind = vmomi_type(dev)
+        backing_kind = vmomi_type(backing)
+        if issubclass(kind, vim.vm.device.VirtualDisk):
             file = getattr(backing, "fileName", None)
             ds_ref = getattr(backing, "datastore", None)
             capacity = dev.capacityInBytes or (dev.capacityInKB or 0) * 1024
@@ -159,27 +189,27 @@ def _devices(records: Records, rec: dict[str, Any]) -> tuple[list, list, list]:
                           "datastore": _name(records, ds_ref) or _datastore_of_path(file),
                           "datastore_moid": _moid(ds_ref), "capacity_bytes": int(capacity),
                           "format": disk_format(backing)})
-        elif isinstance(dev, vim.vm.device.VirtualEthernetCard):
-            if isinstance(backing, vim.vm.device.VirtualEthernetCard.NetworkBackingInfo):
+        elif issubclass(kind, vim.vm.device.VirtualEthernetCard):
+            if issubclass(backing_kind, vim.vm.device.VirtualEthernetCard.NetworkBackingInfo):
                 pg = _name(records, backing.network) or backing.deviceName
-            elif isinstance(backing, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo):
+            elif issubclass(backing_kind, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo):
                 key = backing.port.portgroupKey if backing.port else None
                 pg = records.get(key, {}).get("name", key)
             else:
                 pg = getattr(backing, "deviceName", None)
             nics.append({"key": dev.key, "label": label, "port_group": pg,
                          "mac": getattr(dev, "macAddress", None),
-                         "device_type": type(dev).__name__.split(".")[-1]})
-        elif isinstance(dev, vim.vm.device.VirtualCdrom):
+                         "device_type": kind.__name__.split(".")[-1]})
+        elif issubclass(kind, vim.vm.device.VirtualCdrom):
             connected = bool(dev.connectable and dev.connectable.connected)
-            if isinstance(backing, vim.vm.device.VirtualCdrom.IsoBackingInfo):
+            if issubclass(backing_kind, vim.vm.device.VirtualCdrom.IsoBackingInfo):
                 iso = backing.fileName
                 kind, ds = "iso", _name(records, backing.datastore) or _datastore_of_path(iso)
-            elif isinstance(backing, (vim.vm.device.VirtualCdrom.RemotePassthroughBackingInfo,
-                                      vim.vm.device.VirtualCdrom.RemoteAtapiBackingInfo)):
+            elif issubclass(backing_kind, (vim.vm.device.VirtualCdrom.RemotePassthroughBackingInfo,
+                                           vim.vm.device.VirtualCdrom.RemoteAtapiBackingInfo)):
                 kind, iso, ds = "client-device", None, None
-            elif isinstance(backing, (vim.vm.device.VirtualCdrom.AtapiBackingInfo,
-                                      vim.vm.device.VirtualCdrom.PassthroughBackingInfo)):
+            elif issubclass(backing_kind, (vim.vm.device.VirtualCdrom.AtapiBackingInfo,
+                                           vim.vm.device.VirtualCdrom.PassthroughBackingInfo)):
                 kind, iso, ds = "host-device", getattr(backing, "deviceName", None), None
             else:
                 kind, iso, ds = "empty", None, None
@@ -188,17 +218,17 @@ def _devices(records: Records, rec: dict[str, Any]) -> tuple[list, list, list]:
     return disks, nics, cdroms
 
 
-def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]]) -> Inventory:
-    hosts_r = _by_type(records, "HostSystem")
+def _cluster_of_host(records: Records) -> dict[str, str | None]:
     clusters_r = _by_type(records, "ClusterComputeResource")
-    ds_r = _by_type(records, "Datastore")
-    nets_r = {m: r for m, r in records.items()
-              if r["_type"] in ("Network", "DistributedVirtualPortgroup", "OpaqueNetwork")}
-    pools_r = _by_type(records, "ResourcePool")
-    vms_r = _by_type(records, "VirtualMachine")
+    return {h: _name(records, r.get("parent")) if _moid(r.get("parent")) in clusters_r else None
+            for h, r in _by_type(records, "HostSystem").items()}
 
-    cluster_of_host = {h: _name(records, r.get("parent")) if _moid(r.get("parent")) in clusters_r else None
-                       for h, r in hosts_r.items()}
+
+def _vm_table(records: Records, dc_of: dict[str, str],
+              tasks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """The VM rows and the VM table, from VM records plus the names of what they refer to."""
+    vms_r = _by_type(records, "VirtualMachine")
+    cluster_of_host = _cluster_of_host(records)
     task_of_vm = {t["vm"]: t["task"] for t in tasks}
 
     vm_rows = []
@@ -234,8 +264,20 @@ def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]])
             "disk_formats": sorted({d["format"] for d in disks}), "cdroms": cdroms,
             "tools_status": r.get("guest.toolsRunningStatus"), "active_task": task_of_vm.get(moid),
         })
-    vms = pd.DataFrame(vm_rows, columns=VM_COLUMNS)
+    vms = _frame(vm_rows, VM_COLUMNS)
     _add_disk_committed(vms)
+    return vm_rows, vms
+
+
+def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]]) -> Inventory:
+    hosts_r = _by_type(records, "HostSystem")
+    clusters_r = _by_type(records, "ClusterComputeResource")
+    ds_r = _by_type(records, "Datastore")
+    nets_r = {m: r for m, r in records.items()
+              if r["_type"] in ("Network", "DistributedVirtualPortgroup", "OpaqueNetwork")}
+    pools_r = _by_type(records, "ResourcePool")
+    cluster_of_host = _cluster_of_host(records)
+    vm_rows, vms = _vm_table(records, dc_of, tasks)
 
     vm_count = defaultdict(int)
     for row in vm_rows:
@@ -290,7 +332,7 @@ def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]])
             "port_groups": sorted(_name(records, n) for n in r.get("network") or ()),
             "vm_count": vm_count.get(moid, 0), "running_migrations": moving_hosts.get(name, 0),
         })
-    hosts = pd.DataFrame(host_rows, columns=HOST_COLUMNS)
+    hosts = _frame(host_rows, HOST_COLUMNS)
 
     ds_rows = []
     for moid, r in ds_r.items():
@@ -309,7 +351,7 @@ def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]])
             "read_only_hosts": ro, "maintenance_mode": s.maintenanceMode or "normal",
             "running_migrations": moving_ds.get(r.get("name"), 0),
         })
-    datastores = pd.DataFrame(ds_rows, columns=DATASTORE_COLUMNS)
+    datastores = _frame(ds_rows, DATASTORE_COLUMNS)
 
     pool_rows = []
     root_pool = {}
@@ -322,7 +364,7 @@ def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]])
         pool_rows.append({"name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid),
                           "cluster": _name(records, r.get("owner")) if owner in clusters_r else None,
                           "owner_moid": owner, "root": is_root})
-    pools = pd.DataFrame(pool_rows, columns=POOL_COLUMNS)
+    pools = _frame(pool_rows, POOL_COLUMNS)
 
     vm_per_cluster = vms.groupby("cluster").size().to_dict() if len(vms) else {}
     cl_rows = []
@@ -336,7 +378,7 @@ def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]])
             "ha_enabled": bool(getattr(getattr(cfg, "dasConfig", None), "enabled", False)),
             "vm_count": int(vm_per_cluster.get(r.get("name"), 0)), "root_pool_moid": root_pool.get(moid),
         })
-    clusters = pd.DataFrame(cl_rows, columns=CLUSTER_COLUMNS)
+    clusters = _frame(cl_rows, CLUSTER_COLUMNS)
 
     vms_per_net = defaultdict(int)
     for row in vm_rows:
@@ -348,10 +390,19 @@ def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]])
         net_rows.append({"name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid),
                          "type": r["_type"], "hosts": on, "host_count": len(on),
                          "vm_count": vms_per_net.get(r.get("name"), 0)})
-    networks = pd.DataFrame(net_rows, columns=NETWORK_COLUMNS)
-    vmkernel = pd.DataFrame(vmk_rows, columns=VMK_COLUMNS)
+    networks = _frame(net_rows, NETWORK_COLUMNS)
+    vmkernel = _frame(vmk_rows, VMK_COLUMNS)
     return Inventory(vms=vms, hosts=hosts, datastores=datastores, clusters=clusters,
                      networks=networks, vmkernel=vmkernel, pools=pools)
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """A table whose missing texts stay None (pandas would make them NaN, which is truthy)."""
+    df = pd.DataFrame(rows, columns=columns)
+    for col in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col]):
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df
 
 
 def _add_disk_committed(vms: pd.DataFrame) -> None:

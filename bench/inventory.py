@@ -1,0 +1,177 @@
+"""Inventory benchmark: the runbook's bulk read against pyvmomi attribute-by-attribute, same lab, same run.
+
+    .venv/bin/python bench/inventory.py                 # 1,000, 5,000 and 10,000 VMs (hosts = VMs / 32)
+    .venv/bin/python bench/inventory.py --quick         # 1,000 VMs only
+    .venv/bin/python bench/inventory.py --sizes 2000 --repeat 5 --sample 100
+
+For each size a ``scale`` lab is started (and always stopped). Timed, after one untimed warm-up:
+the VM table alone (``read_vm_table``) and the full inventory (``read_inventory``, all tables),
+median of ``--repeat`` runs, login excluded; wall seconds and client CPU seconds (``time.process_time``:
+this process only, so the simulator's own work is not in it). SOAP requests are counted by the lab.
+Memory: tracemalloc peak of one extra untimed full read (Python allocations only).
+Per-attribute: ``--sample`` VMs read with pyvmomi property access (each of the runbook's 16 VM
+paths, then the name of each referenced object, cached per object), turned into the same VM table
+rows by the same code, checked equal to the runbook's rows, timed and extrapolated to all VMs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+import pyVmomi  # noqa: E402
+from pyVmomi import vim  # noqa: E402
+
+from runbook import lab as lab_mod  # noqa: E402
+from runbook.connection import Settings, login, logout  # noqa: E402
+from runbook.inventory import VM_PATHS, _active_tasks, _vm_table, read_inventory, read_vm_table  # noqa: E402
+from runbook.properties import container_view, fast_enabled  # noqa: E402
+
+
+def _versions() -> str:
+    try:
+        sim = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "golang-github-vmware-govmomi-dev"],
+                             capture_output=True, text=True, timeout=10).stdout.strip() or "?"
+    except OSError:
+        sim = "?"
+    from importlib.metadata import version
+
+    return (f"Python {platform.python_version()}, pyvmomi {version('pyvmomi')}, pandas {pd.__version__}, "
+            f"govmomi simulator {sim}, {platform.system()} {platform.release()}")
+
+
+def _timed(fn, repeat: int, control: lab_mod.LabControl) -> tuple[float, float, int, object]:
+    """Median wall and CPU seconds of ``repeat`` runs (after a warm-up) and the requests of one run."""
+    fn()
+    walls, cpus = [], []
+    result = None
+    requests = 0
+    for _ in range(repeat):
+        before = control.requests_served()
+        t, c = time.perf_counter(), time.process_time()
+        result = fn()
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+        requests = control.requests_served() - before
+    return statistics.median(walls), statistics.median(cpus), requests, result
+
+
+def _per_attribute(si: vim.ServiceInstance, vms: list) -> pd.DataFrame:
+    """The VM table rows of ``vms`` read the way scripts often do: one property access at a time."""
+    records: dict = {}
+    names: dict = {}
+
+    def named(ref, extra=()):  # the referenced object's name (and parent), one access each, cached
+        if ref is None or ref._moId in records:
+            return
+        rec = {"_type": type(ref).__name__.split(".")[-1], "_ref": ref, "name": ref.name}
+        for attr in extra:
+            rec[attr] = getattr(ref, attr)
+        records[ref._moId] = rec
+
+    dc_of = {}
+    for vm in vms:
+        rec = {"_type": "VirtualMachine", "_ref": vm}
+        for path in VM_PATHS:
+            value = vm
+            for part in path.split("."):
+                value = getattr(value, part) if value is not None else None
+            rec[path] = value
+        records[vm._moId] = rec
+        host = rec["runtime.host"]
+        named(host, ("parent",))
+        if host is not None:
+            named(records[host._moId]["parent"])
+        named(rec["resourcePool"])
+        for ref in list(rec["datastore"] or ()) + list(rec["network"] or ()):
+            named(ref)
+        for dev in rec["config.hardware.device"] or ():
+            for attr in ("datastore", "network"):
+                named(getattr(dev.backing, attr, None) if dev.backing else None)
+        parent = vm.parent
+        while parent is not None and not isinstance(parent, vim.Datacenter):
+            parent = parent.parent
+        dc_of[vm._moId] = names.setdefault(parent._moId, parent.name) if parent is not None else None
+    return _vm_table(records, dc_of, _active_tasks(si, si.RetrieveContent()))[1]
+
+
+def bench_size(vms: int, hosts: int, repeat: int, sample: int) -> dict:
+    state = Path(tempfile.mkdtemp(prefix=f"bench-lab-{vms}-"))
+    info = lab_mod.start("scale", state_dir=state, vms=vms, hosts=hosts, timeout=300)
+    try:
+        control = lab_mod.LabControl(info)
+        si = login(Settings(host=info.host, port=info.port, scheme="http", username=info.username,
+                            password=info.password))
+        try:
+            reader = "fastsoap" if fast_enabled(si) else "pyvmomi"
+            vm_wall, vm_cpu, vm_req, table = _timed(lambda: read_vm_table(si), repeat, control)
+            full_wall, full_cpu, full_req, inv = _timed(lambda: read_inventory(si), repeat, control)
+            tracemalloc.start()
+            read_inventory(si)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+
+            with container_view(si, None, [vim.VirtualMachine]) as view:
+                refs = list(view.view)
+            chosen = refs[:: max(1, len(refs) // sample)][:sample]
+            before = control.requests_served()
+            t = time.perf_counter()
+            slow = _per_attribute(si, chosen)
+            per_attr = time.perf_counter() - t
+            per_attr_req = control.requests_served() - before
+        finally:
+            logout(si)
+    finally:
+        lab_mod.stop(state)
+        shutil.rmtree(state, ignore_errors=True)
+    mine = table[table["moid"].isin(set(slow["moid"]))].sort_values("moid").reset_index(drop=True)
+    same = mine.equals(slow.sort_values("moid").reset_index(drop=True)) and inv.vms.equals(table)
+    extrapolated = per_attr / len(chosen) * vms
+    return {"vms": vms, "hosts": hosts, "reader": reader, "vm_wall": vm_wall, "vm_cpu": vm_cpu,
+            "vm_req": vm_req, "full_wall": full_wall, "full_cpu": full_cpu, "full_req": full_req,
+            "peak_mb": peak / 2**20, "sample": len(chosen), "per_attr": extrapolated,
+            "per_attr_req": round(per_attr_req / len(chosen) * vms), "same": same,
+            "ratio": extrapolated / vm_wall}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,5000,10000", help="VM counts, comma-separated")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per measure (median)")
+    parser.add_argument("--sample", type=int, default=50, help="VMs read attribute by attribute")
+    parser.add_argument("--quick", action="store_true", help="1,000 VMs only")
+    args = parser.parse_args(argv)
+    sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
+    print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
+          f"load average {os.getloadavg()[0]:.2f} at start; {_versions()}")
+    print(f"median of {args.repeat} after a warm-up, login excluded; wall = elapsed seconds, cpu = this "
+          f"process's CPU seconds; memory = tracemalloc peak of one extra full read; per-attribute = "
+          f"{args.sample} VMs timed, x N/{args.sample}\n")
+    head = ("| VMs | hosts | reader | VM table wall s | VM table cpu s | full inventory wall s | "
+            "full cpu s | SOAP requests (VM table / full) | peak MB (tracemalloc) | per-attribute s "
+            "(extrapolated) | per-attribute requests (extrap.) | ratio per-attr / VM table | same rows |")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for vms in sizes:
+        r = bench_size(vms, max(1, round(vms / 32)), args.repeat, args.sample)
+        print(f"| {r['vms']:,} | {r['hosts']} | {r['reader']} | {r['vm_wall']:.2f} | {r['vm_cpu']:.2f} | "
+              f"{r['full_wall']:.2f} | {r['full_cpu']:.2f} | {r['vm_req']} / {r['full_req']} | "
+              f"{r['peak_mb']:.0f} | {r['per_attr']:.1f} | {r['per_attr_req']:,} | {r['ratio']:.0f}x | "
+              f"{'yes' if r['same'] else 'NO'} |", flush=True)
+    print(f"\nload average {os.getloadavg()[0]:.2f} at end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Bulk retrieval: the fast reader (runbook.fastsoap) and pyvmomi give the same records and tables."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from pyVmomi import vim
+
+from runbook import fastsoap
+from runbook import lab as lab_mod
+from runbook.connection import Settings
+from runbook.inventory import read_inventory, read_vm_table
+from runbook.properties import container_view, retrieve_objects, retrieve_view
+
+
+def _settings(info: lab_mod.LabInfo) -> Settings:
+    return Settings(host=info.host, port=info.port, scheme="http", username=info.username,
+                    password=info.password)
+
+
+def _both_ways(info: lab_mod.LabInfo, monkeypatch: pytest.MonkeyPatch):
+    from runbook import connect
+
+    with connect(_settings(info)) as si:
+        assert fastsoap.usable(si)
+        monkeypatch.setenv("RUNBOOK_FAST_SOAP", "1")
+        fast, fast_vms = read_inventory(si), read_vm_table(si)
+        monkeypatch.setenv("RUNBOOK_FAST_SOAP", "0")
+        slow, slow_vms = read_inventory(si), read_vm_table(si)
+    return fast, fast_vms, slow, slow_vms
+
+
+def _assert_same(fast, fast_vms, slow, slow_vms) -> None:
+    for name, table in slow.tables().items():
+        pd.testing.assert_frame_equal(fast.tables()[name], table, check_exact=True, obj=name)
+    pd.testing.assert_frame_equal(fast_vms, slow.vms, check_exact=True)
+    pd.testing.assert_frame_equal(slow_vms, slow.vms, check_exact=True)
+
+
+def test_fast_and_pyvmomi_paths_give_identical_tables_on_the_default_lab(lab, monkeypatch):
+    fast, fast_vms, slow, slow_vms = _both_ways(lab, monkeypatch)
+    assert len(fast.vms) and len(fast.hosts) and len(fast.vmkernel)
+    _assert_same(fast, fast_vms, slow, slow_vms)
+
+
+def test_fast_and_pyvmomi_paths_give_identical_tables_on_the_prereq_failures_lab(fresh_lab, monkeypatch):
+    info = fresh_lab("prereq-failures")
+    fast, fast_vms, slow, slow_vms = _both_ways(info, monkeypatch)
+    assert any(row for row in fast.vms["cdroms"])  # devices beyond disks and NICs are compared too
+    _assert_same(fast, fast_vms, slow, slow_vms)
+
+
+def _plain(value):
+    """A comparable form of a record value (pyvmomi objects and fastsoap.Data alike)."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, vim.ManagedEntity) or hasattr(value, "_moId"):
+        return ("ref", type(value).__name__, value._moId)
+    kind = fastsoap.vmomi_type(value)
+    if hasattr(kind, "_propList"):
+        props = {}
+        for info in kind._GetPropertyList():
+            props[info.name] = _plain(getattr(value, info.name))
+        return (kind.__name__, props)
+    return value
+
+
+def test_records_are_the_same_value_for_value_and_pages_are_followed(si, lab, monkeypatch):
+    """Every path of every type, page by page (maxObjects) or not: same values, both readers."""
+    from runbook.inventory import CLUSTER_PATHS, DATASTORE_PATHS, HOST_PATHS, POOL_PATHS, VM_PATHS
+
+    types = {vim.VirtualMachine: VM_PATHS, vim.HostSystem: HOST_PATHS, vim.Datastore: DATASTORE_PATHS,
+             vim.ClusterComputeResource: CLUSTER_PATHS, vim.ResourcePool: POOL_PATHS}
+    control = lab_mod.LabControl(lab)
+    with container_view(si, None, list(types)) as view:
+        counts = []
+        for kwargs in ({}, {"fast": True}, {"max_objects": 5}, {"fast": True, "max_objects": 5}):
+            before = control.requests_served()
+            got = retrieve_view(si, view, types, **kwargs)
+            counts.append(control.requests_served() - before)
+            if not kwargs:
+                slow = got
+            elif kwargs == {"fast": True}:
+                fast = got
+            elif "fast" in kwargs:
+                paged_fast = got
+            else:
+                paged_slow = got
+    assert len(slow) > 5
+    assert counts[0] == counts[1] and counts[2] == counts[3], counts  # same requests, page for page
+    for got in (fast, paged_slow, paged_fast):
+        assert set(got) == set(slow)
+        for moid, record in slow.items():
+            assert {k: _plain(v) for k, v in got[moid].items()} == {k: _plain(v) for k, v in record.items()}
+
+
+def test_fast_reader_falls_back_to_pyvmomi_when_it_cannot_drive_the_stub(si, monkeypatch):
+    with container_view(si, None, [vim.HostSystem]) as view:
+        refs = [r["_ref"] for r in retrieve_view(si, view, {vim.HostSystem: ["name"]}).values()]
+    fast = retrieve_objects(si, refs, {vim.HostSystem: ["summary.hardware"]}, fast=True)
+    assert all(isinstance(r["summary.hardware"], fastsoap.Data) for r in fast.values())
+    monkeypatch.setattr(fastsoap, "usable", lambda si: False)
+    slow = retrieve_objects(si, refs, {vim.HostSystem: ["summary.hardware"]}, fast=True)
+    assert all(isinstance(r["summary.hardware"], vim.host.Summary.HardwareSummary) for r in slow.values())
+    assert {m: _plain(r["summary.hardware"]) for m, r in fast.items()} == \
+        {m: _plain(r["summary.hardware"]) for m, r in slow.items()}
+
+
+def test_faults_are_raised_like_pyvmomi(si):
+    view = si.content.viewManager.CreateContainerView(si.content.rootFolder, [vim.VirtualMachine], True)
+    view.DestroyView()  # a destroyed view: the server answers with a fault
+    errors = []
+    for fast in (False, True):
+        with pytest.raises(vmodl_fault()) as err:
+            retrieve_view(si, view, {vim.VirtualMachine: ["name"]}, fast=fast)
+        errors.append(type(err.value))
+    assert errors[0] is errors[1]
+
+
+def vmodl_fault():
+    from pyVmomi import vmodl
+
+    return vmodl.MethodFault
+
+
+def test_prune_keeps_only_the_wanted_devices():
+    body = (b'<val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="ArrayOfVirtualDevice">'
+            b'<VirtualDevice xsi:type="VirtualIDEController"><key>200</key></VirtualDevice>'
+            b'<VirtualDevice xsi:type="VirtualDisk"><key>2000</key></VirtualDevice>'
+            b'<VirtualDevice xsi:type="VirtualKeyboard"><key>600</key></VirtualDevice>'
+            b'<VirtualDevice xsi:type="VirtualVmxnet3"><key>4000</key></VirtualDevice></val>')
+
+    class _Stub:
+        version = "vim.version.version9"
+
+    reader = fastsoap._Reader(_Stub())
+    pruned = fastsoap.prune_devices(body, (vim.vm.device.VirtualDisk, vim.vm.device.VirtualEthernetCard),
+                                    reader)
+    assert b"VirtualIDEController" not in pruned and b"VirtualKeyboard" not in pruned
+    assert b"<key>2000</key>" in pruned and b"<key>4000</key>" in pruned

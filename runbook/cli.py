@@ -198,7 +198,7 @@ def _lab(args: argparse.Namespace) -> int:
     if args.lab_command == "start":
         info = lab.start(args.scenario, args.port, tls=args.tls, vms=args.vms, hosts=args.hosts)
         print(f"# lab vCenter ({info.scenario}) running at {info.url}, pid {info.pid}", file=sys.stderr)
-        print(info.exports())
+        print(info.exports(), end="")
         return 0
     if args.lab_command == "stop":
         print("lab stopped" if lab.stop() else "no lab was running")
@@ -212,7 +212,7 @@ def _lab(args: argparse.Namespace) -> int:
         return 0
     if info is None:
         raise errors.LabError("no lab running: start one with: runbook lab start")
-    print(info.exports())
+    print(info.exports(), end="")
     return 0
 
 

@@ -163,6 +163,7 @@ class Migration:
         self.verification: pd.DataFrame | None = None
         self.events: list[dict[str, Any]] = []
         self.ping = None  # ProbeResult
+        self.monitor = None  # the ProbeMonitor while execute() runs (live readouts)
         self.ping_note = ""
         self.outcome = "RUNNING"
         self.summary = ""
@@ -224,7 +225,7 @@ class Migration:
             if running and running != self.task_id:
                 raise BadInput(f"VM {r.vm} is already being moved by task {running}; wait for it to end "
                                f"(vSphere Client: Monitor > Tasks) before starting another move")
-            monitor = self._start_ping()
+            monitor = self.monitor = self._start_ping()
             try:
                 if self.task_id is None:
                     if monitor:
@@ -240,6 +241,7 @@ class Migration:
             finally:
                 if monitor:
                     self.ping = monitor.stop()
+                    self.monitor = None
         return self._conclude()
 
     def _submit(self) -> str:

@@ -18,6 +18,8 @@ Definitions:
 """
 from __future__ import annotations
 
+from typing import Any
+
 import errno
 import logging
 import os
@@ -151,6 +153,20 @@ class ProbeMonitor:
         stamp = _utc(when) if when is not None else pd.Timestamp.now(tz="UTC")
         with self._lock:
             self._marks.append((name, stamp))
+
+    def live(self) -> dict[str, Any]:
+        """A snapshot while probing, for live readouts: probes sent, lost so far (no reply within the
+        timeout) and the last round-trip time in ms (None before the first reply)."""
+        sent_ns, reply_ns = self._sent_ns, self._reply_ns
+        count = min(len(sent_ns), len(reply_ns))
+        overdue = time.monotonic_ns() - int(self.timeout * 1e9)
+        lost, last_rtt = 0, None
+        for seq in range(count):
+            if reply_ns[seq] >= 0:
+                last_rtt = (reply_ns[seq] - sent_ns[seq]) / 1e6
+            elif sent_ns[seq] < overdue:
+                lost += 1
+        return {"sent": count, "lost": lost, "last_rtt_ms": last_rtt}
 
     def stop(self, tail: float | None = None) -> ProbeResult:
         """Keep probing ``tail`` seconds (default: the constructor's), stop, and return the result.

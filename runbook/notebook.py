@@ -59,7 +59,9 @@ def styled_checks(df: pd.DataFrame) -> Any:
     def colour(row: pd.Series) -> list[str]:
         return [f"background-color: {_STATUS_COLOURS.get(row['status'], '#fff')}"] * len(row)
 
-    return df.style.apply(colour, axis=1).hide(axis="index")
+    return (df.style.apply(colour, axis=1).hide(axis="index")
+            .set_properties(**{"text-align": "left", "vertical-align": "top"})
+            .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}]))
 
 
 def placement_table(before: dict[str, Any] | None, after: dict[str, Any] | None) -> pd.DataFrame:

@@ -28,6 +28,19 @@ def setup() -> None:
     shell = get_ipython()
     if shell is not None:
         shell.set_custom_exc((RunbookError,), _one_line)
+        # The runbook's charts are plain matplotlib Figures (no pyplot state): say how they display, or
+        # display(fig) shows only a repr until some pyplot figure happens to load the inline backend.
+        from matplotlib.figure import Figure
+
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _figure_png)
+
+
+def _figure_png(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=100)
+    return buf.getvalue()
 
 
 def _one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:

@@ -198,7 +198,7 @@ def plot_probes(result: ProbeResult, ax: Any = None, task_start: Any = None, tas
     fig = ax.figure
     task_start, task_end, switchover = result._task_times(task_start, task_end, switchover)
     tl = result.timeline
-    to_x = lambda t: mdates.date2num(_utc(t).tz_convert(None).to_pydatetime())  # noqa: E731
+    to_x = lambda t: mdates.date2num(_utc(t).tz_convert(None).to_datetime64())  # noqa: E731
     # Lost probes are NaN, so the line breaks across each outage instead of bridging it.
     ax.plot([to_x(t) for t in tl["sent"]], tl["rtt_ms"], ".-", color="tab:blue", lw=0.8, ms=2.5,
             label="round trip (ms)")

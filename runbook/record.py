@@ -1,8 +1,9 @@
 """The change record of one run: a JSON document for machines, kept beside the HTML report.
 
-Built up by the notebook as the run goes (each step saves it atomically), finished by the pipeline,
-validated against ``record.schema.json``. It never holds a secret: parameters pass through
-:func:`redact` and the vCenter is recorded by address only.
+Built up by the notebook (or the widgets) as the run goes, each step saved atomically, finished by the
+pipeline, validated against ``record.schema.json`` and documented field by field in docs/record.md.
+It never holds a secret: parameters pass through :func:`redact`, the vCenter is recorded by address
+only, and every file written goes through :func:`scrub` (the password in use, session cookies).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,9 +24,17 @@ from . import __version__
 
 SCHEMA_VERSION = 1
 RUN_DIR_ENV = "RUNBOOK_RUN_DIR"
+VIA_ENV = "RUNBOOK_VIA"
+#: Final outcomes, and RUNNING: the run has not finished (or its process died before it could say).
 OUTCOMES = ("SUCCEEDED", "FAILED", "CHECKS FAILED", "DRY RUN", "TIMED OUT", "NO CHANGE", "UNKNOWN",
             "RUNNING")
+#: The exit code the command line returns for each outcome (see errors.py and the README).
+EXIT_OF_OUTCOME = {"SUCCEEDED": 0, "DRY RUN": 0, "NO CHANGE": 0, "FAILED": 1, "CHECKS FAILED": 2,
+                   "TIMED OUT": 3, "UNKNOWN": 5}
 _SECRET_KEYS = re.compile(r"pass|secret|token|cookie|session|credential", re.I)
+# pyvmomi's session cookie as it would appear in a repr, a header dump or an exception.
+_COOKIE = re.compile(r"(vmware_soap_session|vmware_cgi_ticket|vmware-api-session-id)(\s*[=:]\s*\\?[\"']?)"
+                     r"([^\"'\\;,\s<>)]+)", re.I)
 
 
 def utcnow() -> dt.datetime:
@@ -46,6 +56,42 @@ def new_run_id() -> str:
 def redact(values: dict[str, Any]) -> dict[str, Any]:
     """Parameters as they may be recorded: anything that looks like a secret is dropped."""
     return {k: ("<redacted>" if _SECRET_KEYS.search(k) else v) for k, v in values.items()}
+
+
+def secrets_in_use() -> list[str]:
+    """The secrets this process could leak: the vCenter password, wherever it came from (GOVC_PASSWORD,
+    RUNBOOK_PASSWORD_FILE, the password in GOVC_URL, the running lab's state)."""
+    from urllib.parse import urlsplit
+
+    found = [os.environ.get("GOVC_PASSWORD", "")]
+    with_file = os.environ.get("RUNBOOK_PASSWORD_FILE")
+    if with_file:
+        try:
+            found.append(Path(with_file).read_text().splitlines()[0])
+        except (OSError, IndexError):
+            pass
+    try:
+        found.append(urlsplit(os.environ.get("GOVC_URL", "")).password or "")
+    except ValueError:
+        pass
+    try:
+        from . import lab
+
+        info = lab.status()
+        if info is not None:
+            found.append(info.password)
+    except Exception:  # a broken lab state file must not stop a record being written
+        pass
+    return sorted({s for s in found if s and len(s) >= 4}, key=len, reverse=True)
+
+
+def scrub(text: str) -> str:
+    """The last line of defence before anything is written: secrets in use and session cookies are
+    replaced with ``<redacted>`` (also in their JSON-escaped form)."""
+    for secret in secrets_in_use():
+        for form in {secret, json.dumps(secret)[1:-1]}:
+            text = text.replace(form, "<redacted>")
+    return _COOKIE.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -80,6 +126,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    plain = {k: _jsonable(v) for k, v in values.items()}
+    if plain.get("figures"):  # label and value, both text: "VMs", 12 -> ["VMs", "12"]
+        plain["figures"] = [[str(label), str(value)] for label, value in plain["figures"]]
+    return plain
+
+
 @dataclass
 class RunRecord:
     """What one run did. ``save()`` after every step so a crash still leaves a record."""
@@ -97,7 +150,9 @@ class RunRecord:
         self.data.setdefault("run_id", self.run_id)
         self.data.setdefault("change_id", self.change_id)
         self.data.setdefault("runbook_version", __version__)
-        self.data.setdefault("operator", {"os_user": _os_user(), "vcenter_user": None})
+        self.data.setdefault("operator", {"os_user": _os_user(), "vcenter_user": None,
+                                          "machine": socket.gethostname()})
+        self.data.setdefault("via", os.environ.get(VIA_ENV) or "notebook")
         self.data.setdefault("vcenter", None)
         self.data.setdefault("started", iso(utcnow()))
         self.data.setdefault("ended", None)
@@ -112,8 +167,7 @@ class RunRecord:
 
     def set(self, **values: Any) -> "RunRecord":
         """Record values (plain data, datetimes become ISO UTC) and save."""
-        for key, value in values.items():
-            self.data[key] = _jsonable(value)
+        self.data.update(_plain(values))
         return self.save()
 
     def connected(self, settings: Any) -> "RunRecord":
@@ -123,15 +177,26 @@ class RunRecord:
         return self.save()
 
     def finish(self, outcome: str, summary: str = "", **values: Any) -> "RunRecord":
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}")
-        self.data.update({k: _jsonable(v) for k, v in values.items()})
-        self.data["outcome"], self.data["summary"] = outcome, summary
-        self.data["ended"] = iso(utcnow())
+        """Record how the run ended: the outcome, a one-sentence summary, the end time, the duration and
+        the exit code that fits the outcome (unless ``exit_code`` is given)."""
+        if outcome not in OUTCOMES or outcome == "RUNNING":
+            raise ValueError(f"unknown outcome {outcome!r}; one of {', '.join(OUTCOMES[:-1])}")
+        self.data.update(_plain(values))
+        self.data["outcome"], self.data["summary"] = outcome, str(summary)
+        ended = utcnow()
+        self.data["ended"] = iso(ended)
+        try:
+            started = dt.datetime.fromisoformat(str(self.data["started"]).replace("Z", "+00:00"))
+            self.data["duration_s"] = round((ended - started).total_seconds(), 3)
+        except (KeyError, ValueError):
+            self.data["duration_s"] = None
+        if values.get("exit_code") is None:
+            self.data["exit_code"] = EXIT_OF_OUTCOME[outcome]
         return self.save()
 
     def save(self) -> "RunRecord":
-        write_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=False, default=str) + "\n")
+        text = json.dumps(self.data, indent=2, sort_keys=False, default=str) + "\n"
+        write_atomic(self.path, scrub(text))
         return self
 
 
@@ -143,6 +208,7 @@ def _os_user() -> str:
 
 
 def load(run_dir: Path) -> dict[str, Any] | None:
+    """The record of a run directory, or None when it has none (or an unreadable one)."""
     try:
         return json.loads((Path(run_dir) / "record.json").read_text())
     except (OSError, ValueError):
@@ -161,15 +227,22 @@ def validate(data: dict[str, Any]) -> None:
 
 
 def start_run(kind: str, parameters: dict[str, Any], *, change_id: str | None = None,
-              reports_dir: Path | None = None) -> RunRecord:
+              reports_dir: Path | None = None, via: str | None = None) -> RunRecord:
     """The record of this run: in the directory the pipeline made (``RUNBOOK_RUN_DIR``), or a new one
-    under ``reports/`` when a notebook is run by hand."""
+    under ``reports/`` (a notebook run by hand, the widgets: ``via="widgets"``).
+
+    Finish it with :meth:`RunRecord.finish` (the move does), then ``report.write_html(run.run_dir,
+    run.data)`` and ``report.write_index()`` give it the same HTML report and index entry as a headless run.
+    """
     from .rundir import make_run_dir
 
     run_dir = os.environ.get(RUN_DIR_ENV)
     path = Path(run_dir) if run_dir else make_run_dir(reports_dir or default_reports_dir(), change_id)
-    return RunRecord(kind=kind, run_dir=path, run_id=path.name, change_id=change_id or None,
-                     parameters=parameters).save()
+    record = RunRecord(kind=kind, run_dir=path, run_id=path.name, change_id=change_id or None,
+                       parameters=parameters, data=load(path) or {})
+    if via:
+        record.data["via"] = via
+    return record.save()
 
 
 def default_reports_dir() -> Path:

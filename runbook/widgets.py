@@ -393,7 +393,7 @@ class Wizard:
         record, migration, failure = None, None, None
         done = threading.Event()
         try:
-            record = start_run("migrate", params, change_id=self.change_id or None)
+            record = start_run("migrate", params, change_id=self.change_id or None, via="widgets")
             si = login(self.settings)
             try:
                 record.connected(self.settings)

@@ -1,0 +1,286 @@
+"""Change records (runbook/record.py, rundir.py, report.py): the JSON for machines, the HTML for people.
+
+Real records of each outcome come from the code path the widgets use (``Migration`` with a ``RunRecord``,
+then ``report.write_html``) against labs whose password is a unique sentinel; the outcomes a lab cannot
+produce on demand (UNKNOWN, RUNNING) are built at unit level. Every one validates against the documented
+schema, and no file, log line or captured output holds the sentinel or a session cookie.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import runbook
+from conftest import running_lab
+from runbook import lab as lab_mod, record, report, rundir
+from runbook.errors import ChecksFailed
+from runbook.move import Migration, MoveOptions
+from runbook.plan import MigrationPlan
+
+SENTINEL = f"Sentinel-{secrets.token_hex(8)}"
+COOKIE = "vmware_soap_session"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "record.md"
+
+
+# -- unit level -------------------------------------------------------------------------------------------
+def test_run_directories_are_never_reused(tmp_path: Path) -> None:
+    made = [rundir.make_run_dir(tmp_path, "CHG 1/../x") for _ in range(3)] + [rundir.make_run_dir(tmp_path)]
+    assert len({p for p in made}) == 4 and all(p.is_dir() and p.parent.parent == tmp_path for p in made)
+    assert all(p.name.startswith("CHG-1-") and "/" not in p.name for p in made[:3])
+    assert made[3].name.startswith("run-")
+
+
+def test_record_lifecycle_atomic_and_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOVC_PASSWORD", SENTINEL)
+    run = record.start_run("check", {"vm": "web-01", "password": SENTINEL, "api_token": "t0k3n-abc"},
+                           change_id="CHG-1", reports_dir=tmp_path, via="widgets")
+    assert run.data["outcome"] == "RUNNING" and run.data["ended"] is None and run.data["via"] == "widgets"
+    record.validate(record.load(run.run_dir))  # valid while running, too
+    assert run.data["parameters"] == {"vm": "web-01", "password": "<redacted>", "api_token": "<redacted>"}
+    run.set(summary=f"oops {SENTINEL} and Cookie: {COOKIE}=\"52ab-cd\"; Path=/", figures=[("VMs", 12)])
+    text = run.path.read_text()
+    assert SENTINEL not in text and "52ab-cd" not in text and "<redacted>" in text
+    assert json.loads(text)["figures"] == [["VMs", "12"]]
+    run.finish("UNKNOWN", "the task could not be followed", error={"type": "OutcomeUnknown", "message": "x"})
+    data = record.load(run.run_dir)
+    record.validate(data)
+    assert data["exit_code"] == 5 and data["ended"] >= data["started"] and data["duration_s"] >= 0
+    assert [p.name for p in run.run_dir.iterdir()] == ["record.json"]  # no temporary file left behind
+    with pytest.raises(ValueError):
+        run.finish("ALMOST")
+
+
+def test_schema_rejects_what_a_change_record_must_not_be(tmp_path: Path) -> None:
+    run = record.RunRecord(kind="migrate", run_dir=tmp_path / "r").finish("FAILED", "task failed",
+                                                                         task={"id": "task-1", "state": "error"})
+    good = record.load(run.run_dir)
+    record.validate(good)
+    for bad in ({"vcenter": "https://administrator:secret@vc.example.com/sdk"},  # credentials in the address
+                {"outcome": "DONE"}, {"exit_code": None}, {"started": "2024-01-01T00:00:00+02:00"},
+                {"ping": {"probes_sent": 10, "lost": 1}},  # the old key names, not what move.py writes
+                {"task": None, "error": None}):  # a failure that explains nothing
+        with pytest.raises(jsonschema.ValidationError):
+            record.validate({**good, **bad})
+
+
+def test_scrub_removes_secrets_in_use_and_session_cookies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pw_file = tmp_path / "pw"
+    pw_file.write_text("from-a-file-123\n")
+    monkeypatch.setenv("GOVC_PASSWORD", 'quo"te\\pw')
+    monkeypatch.setenv("RUNBOOK_PASSWORD_FILE", str(pw_file))
+    monkeypatch.setenv("GOVC_URL", "https://u:in-the-url-9@vc.example.com/sdk")
+    text = json.dumps({"a": 'quo"te\\pw', "b": "from-a-file-123 in-the-url-9",
+                       "c": "(vmware_soap_session='5212-ab'; Path=/) vmware_soap_session=\"5213\""})
+    clean = record.scrub(text)
+    for leak in ("quo", "from-a-file", "in-the-url", "5212", "5213"):
+        assert leak not in clean, leak
+    assert json.loads(clean)
+
+
+def _record(tmp_path: Path, outcome: str, **values) -> dict:
+    run = record.start_run("migrate", {"vm": "web-01"}, change_id="CHG-U", reports_dir=tmp_path)
+    run.set(plan={"vm": "web-01", "source_host": "esx-01", "run_host": "esx-02", "vm_datastores": ["nfs-01"]},
+            move="web-01: host esx-01 -> esx-02", **values)
+    return run.finish(outcome, f"{outcome.lower()} at unit level").data
+
+
+def test_record_only_report_has_banner_figures_sections_and_nothing_external(tmp_path: Path) -> None:
+    """What the widgets (or a run whose kernel never started) get: the report built from record.json alone."""
+    from matplotlib.figure import Figure
+
+    ping = {"note": "", "description": "3 probes lost (300 ms) of 50", "probes_sent": 50, "probes_received": 47,
+            "probes_lost": 3, "loss_pct": 6.0, "outages_count": 1, "longest_outage_ms": 300.0,
+            "total_outage_ms": 300.0, "outages": []}
+    data = _record(tmp_path, "UNKNOWN", ping=ping, task={"id": "task-9", "state": "unknown", "duration_s": None},
+                   error={"type": "OutcomeUnknown", "message": "the connection dropped"},
+                   checks=[{"check": "power state", "status": "pass", "found": "on", "remedy": ""}],
+                   placement={"before": {"host": "esx-01", "home_datastore": "nfs-01", "nics": [],
+                                         "disks": [{"label": "disk-1", "datastore": "nfs-01", "format": "thin"}]},
+                              "after": None})
+    record.validate(data)
+    fig = Figure(figsize=(4, 2))
+    fig.add_subplot().plot([1, 2, 3])
+    run_dir = tmp_path.joinpath(*Path(report.list_runs(tmp_path)["report"][0]).parts[:-1])
+    page = report.write_html(run_dir, ping_chart=fig).read_text()
+    assert 'id="outcome-banner"' in page and "UNKNOWN" in page and "rb-warn" in page
+    for label in ("VM", "From", "To", "Duration", "Probes lost", "Longest outage", "Operator", "Error"):
+        assert f"<th>{label}</th>" in page, label
+    assert "3 of 50" in page and "300 ms" in page
+    for title in ("What went wrong", "Plan", "Checks", "Before and after", "Task and vCenter events",
+                  "Ping through the move"):
+        assert title in page, title
+    assert re.search(r'<img [^>]*src="data:image/png;base64,', page)
+    assert 'alt="Chart: round-trip time and lost probes through the move"' in page
+    assert report.external_references(page) == [] and "<script" not in page
+    assert "/*" not in "".join(re.findall(r"<style[^>]*>(.*?)</style>", page, re.S))
+
+
+def test_external_references_finds_what_a_browser_would_fetch() -> None:
+    page = ('<a href="#x"></a><img src="data:image/png;base64,AAAA"><a href="2024-01-01/r/report.html">'
+            '<script src="https://cdn.example/x.js"></script><style>@import "//fonts.example/a.css";'
+            ' p { background: url(http://img.example/b.png) }</style>')
+    assert report.external_references(page) == ["https://cdn.example/x.js", "//fonts.example/a.css",
+                                                 "http://img.example/b.png"]
+
+
+def test_list_runs_reads_the_ping_keys_move_writes(tmp_path: Path) -> None:
+    _record(tmp_path, "SUCCEEDED", ping={"probes_sent": 40, "probes_received": 38, "probes_lost": 2,
+                                         "loss_pct": 5.0, "outages_count": 1, "longest_outage_ms": 200.0,
+                                         "total_outage_ms": 200.0, "outages": [], "description": "2 lost"},
+            task={"id": "task-1", "state": "success", "duration_s": 2.04})
+    _record(tmp_path, "DRY RUN")
+    (tmp_path / "2000-01-01" / "broken").mkdir(parents=True)
+    (tmp_path / "2000-01-01" / "broken" / "record.json").write_text("{not json")
+    runs = report.list_runs(tmp_path)
+    assert list(runs["outcome"]) == ["DRY RUN", "SUCCEEDED"]
+    assert runs["probes_lost"].iloc[1] == 2 and runs["duration_s"].iloc[1] == 2.0
+    index = report.write_index(tmp_path).read_text()
+    assert index.count("<tr><td>") == 2 and "web-01: host esx-01 -&gt; esx-02" in index
+    assert report.external_references(index) == []
+
+
+def test_schema_is_documented_field_by_field() -> None:
+    """docs/record.md names every field of the schema, and its example is a valid record."""
+    doc = DOCS.read_text()
+    schema = record.schema()
+    for name in schema["properties"]:
+        assert f"`{name}`" in doc, f"docs/record.md does not document {name}"
+    for name in schema["properties"]["ping"]["properties"]:
+        assert f"`{name}`" in doc, f"docs/record.md does not document ping.{name}"
+    for outcome in schema["properties"]["outcome"]["enum"]:
+        assert f"`{outcome}`" in doc, outcome
+    example = re.search(r"```json\n(.*?)```", doc, re.S)
+    assert example, "docs/record.md has no ```json example"
+    record.validate(json.loads(example.group(1)))
+
+
+# -- real records through the lab: the code path the widgets use ---------------------------------------
+@pytest.fixture(scope="module")
+def sentinel_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_mod.LabInfo]:
+    with running_lab(tmp_path_factory.mktemp("records-lab"), password=SENTINEL) as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def prereq_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_mod.LabInfo]:
+    with running_lab(tmp_path_factory.mktemp("records-prereq"), "prereq-failures", password=SENTINEL) as info:
+        yield info
+
+
+def _widget_run(vm: str, *, host: str = "", datastore: str = "", change_id: str | None = None,
+                **options) -> tuple[dict, Path]:
+    """What the widgets do: a record via start_run, the Migration steps, then the HTML and the index."""
+    settings = runbook.settings_from_env()
+    run = record.start_run("migrate", {"vm": vm, "target_host": host, "target_datastore": datastore},
+                           change_id=change_id, via="widgets")
+    si = runbook.login(settings)
+    run.connected(settings)
+    options = {"ping_tcp_port": 9, "ping_tail": 0.3, **options}
+    m = Migration(si, settings, MigrationPlan(vm=vm, target_host=host or None, target_datastore=datastore or None),
+                  MoveOptions(**options), record=run)
+    try:
+        m.prepare()
+        try:
+            if m.decide() == "go":
+                m.execute()
+        except ChecksFailed:
+            pass
+        chart = None
+        if m.ping is not None:
+            chart = m.ping.plot(task_start=m.task.started if m.task else None,
+                                task_end=m.task.completed if m.task else None, switchover=m.switchover_time())
+    finally:
+        runbook.logout(m.si)
+    page = report.write_html(run.run_dir, run.data, ping_chart=chart)
+    report.write_index()
+    return record.load(run.run_dir), page
+
+
+def _assert_no_secret(reports: Path, *texts: str) -> None:
+    for path in reports.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes().decode("utf-8", "replace")
+            assert SENTINEL not in content and COOKIE not in content, path
+    for text in texts:
+        assert SENTINEL not in text and COOKIE not in text
+
+
+def test_widget_path_records_success_dry_run_no_change_fault_and_timeout(sentinel_lab, use_lab, caplog, capfd) -> None:
+    caplog.set_level("DEBUG")
+    use_lab(sentinel_lab)
+    control = lab_mod.LabControl(sentinel_lab)
+    reports = Path(os.environ["RUNBOOK_REPORTS"])
+    got = {}
+    got["SUCCEEDED"] = _widget_run("web-01", host="esx-02.lab.local", change_id="CHG-100")
+    got["DRY RUN"] = _widget_run("web-02", datastore="nfs-02", dry_run=True)
+    got["NO CHANGE"] = _widget_run("web-03", host="esx-03.lab.local")
+    control.inject_fault("app-02", "GenericVmConfigFault", "disk lock")
+    got["FAILED"] = _widget_run("app-02", host="esx-01.lab.local")
+    control.set_migration_seconds("util-01", 60)
+    got["TIMED OUT"] = _widget_run("util-01", host="esx-01.lab.local", timeout_s=1.0)
+    again = _widget_run("mon-01", host="esx-01.lab.local", change_id="CHG-100")
+
+    for outcome, (data, page) in got.items():
+        assert data["outcome"] == outcome, (outcome, data["summary"])
+        record.validate(data)
+        assert data["via"] == "widgets" and data["vcenter"] == sentinel_lab.url
+        assert data["exit_code"] == record.EXIT_OF_OUTCOME[outcome]
+        html = page.read_text()
+        assert 'id="outcome-banner"' in html and f"<h1>{outcome}</h1>" in html
+        assert report.external_references(html) == []
+    success = got["SUCCEEDED"][0]
+    assert success["placement"]["after"]["host"] == "esx-02.lab.local" and success["ping"]["probes_sent"] > 0
+    assert success["task"]["state"] == "success"
+    assert re.search(r'<img [^>]*src="data:image/png;base64,', got["SUCCEEDED"][1].read_text())
+    assert "disk lock" in got["FAILED"][0]["summary"] and got["FAILED"][0]["task"]["state"] == "error"
+    assert got["FAILED"][0]["placement"]["after"]["host"] == "esx-02.lab.local"  # it stayed where it was
+    assert got["TIMED OUT"][0]["task"]["id"] and "did not finish within 1 s" in got["TIMED OUT"][0]["summary"]
+    assert got["NO CHANGE"][0].get("task") is None and got["DRY RUN"][0].get("task") is None
+    # The same change id twice: both records kept, both in the index.
+    runs = report.list_runs(reports)
+    assert list(runs["change_id"]).count("CHG-100") == 2 and again[0]["outcome"] == "SUCCEEDED"
+    assert (reports / "index.html").read_text().count("<td>CHG-100</td>") == 2
+    out, err = capfd.readouterr()
+    _assert_no_secret(reports, out, err, caplog.text, "\n".join(r.getMessage() for r in caplog.records))
+
+
+def test_widget_path_records_checks_failed(prereq_lab, use_lab, caplog, capfd) -> None:
+    caplog.set_level("DEBUG")
+    use_lab(prereq_lab)
+    data, page = _widget_run("web-01", host="esx-05.lab.local")  # esx-05 is in maintenance mode
+    assert data["outcome"] == "CHECKS FAILED" and data["exit_code"] == 2
+    record.validate(data)
+    failed = [c for c in data["checks"] if c["status"] == "fail"]
+    assert failed and any("maintenance" in c["found"] for c in failed) and all(c["remedy"] for c in failed)
+    html = page.read_text()
+    assert "CHECKS FAILED" in html and "maintenance" in html and "rb-fail" in html
+    out, err = capfd.readouterr()
+    _assert_no_secret(Path(os.environ["RUNBOOK_REPORTS"]), out, err, caplog.text)
+
+
+def test_report_drops_widgets_warnings_and_tagged_cells_and_gives_images_alt_text() -> None:
+    import nbformat
+
+    new = nbformat.v4
+    png = new.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
+    widget = new.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"},
+                                                  "text/plain": "HBox()"})
+    warning = new.new_output("stream", name="stderr",
+                             text="/x/pingchart.py:201: UserWarning: Discarding nanoseconds\n  to_x = lambda t: t\n")
+    nb = new.new_notebook(cells=[
+        new.new_markdown_cell("## Choose with widgets", metadata={"tags": ["remove-cell"]}),
+        new.new_code_cell("w", metadata={"tags": ["remove-cell"]}, outputs=[widget]),
+        new.new_markdown_cell("## Ping through the move"),
+        new.new_code_cell("plot", outputs=[png, widget, warning])])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
+    out = report._for_report(nb)
+    assert "widgets" not in out.metadata and len(out.cells) == 2
+    assert [o["output_type"] for o in out.cells[1].outputs] == ["display_data"]
+    assert out.cells[1].outputs[0]["metadata"]["image/png"]["alt"] == "Chart: Ping through the move"

@@ -78,7 +78,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, *, lab_state_dir: Pa
     parts = urlsplit(raw if "://" in raw else f"https://{raw}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConnectionFailed(
-            f"GOVC_URL is not a vCenter address: give a host name, host:port or https://host/sdk")
+            "GOVC_URL is not a vCenter address: give a host name, host:port or https://host/sdk")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:

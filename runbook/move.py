@@ -27,7 +27,7 @@ from .errors import BadInput, ChecksFailed, OutcomeUnknown, TaskTimeout
 from .inventory import Inventory, _devices, read_inventory
 from .plan import MigrationPlan, ResolvedPlan, resolve
 from .properties import retrieve_objects
-from .record import RunRecord, iso
+from .record import RunRecord
 from .spec import build_relocate_spec, spec_to_dict, stub_morefs
 from .task import LOST_CONNECTION, TaskOutcome, events as query_events, relogin_within, wait
 

@@ -6,7 +6,6 @@ take ``fresh_lab`` (a throw-away lab of their own, any scenario) so that they ne
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,3 +81,27 @@ def si(lab, use_lab):
     use_lab(lab)
     with connect() as service_instance:
         yield service_instance
+
+
+def lab_settings(info: lab_mod.LabInfo, port: int | None = None):
+    """Connection settings for a lab (``port``: reach it through a proxy of the test's own)."""
+    from runbook.connection import Settings
+
+    return Settings(host=info.host, port=port or info.port, scheme="http", username=info.username,
+                    password=info.password)
+
+
+def start_in_background(migration):
+    """Prepare and start a move in a thread; return the thread once the vCenter task exists."""
+    import threading
+    import time
+
+    migration.prepare()
+    assert migration.decide() == "go"
+    thread = threading.Thread(target=migration.execute, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while migration.task_id is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert migration.task_id, "the move did not start"
+    return thread

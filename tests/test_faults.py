@@ -5,38 +5,20 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import pytest
 from pyVmomi import vim
 
 from runbook import lab as lab_mod
-from runbook.connection import Settings, login, logout
+from runbook.connection import login, logout
 from runbook.move import Migration, MoveOptions, active_relocation
 from runbook.plan import MigrationPlan
 from runbook.record import RunRecord
+from conftest import lab_settings as settings_of, start_in_background as start_move
 from tcpproxy import TcpProxy
 
 RUNBOOK = str(Path(sys.executable).with_name("runbook"))
-
-
-def settings_of(info, port: int | None = None) -> Settings:
-    return Settings(host=info.host, port=port or info.port, scheme="http", username=info.username,
-                    password=info.password)
-
-
-def start_move(m: Migration) -> threading.Thread:
-    m.prepare()
-    assert m.decide() == "go"
-    thread = threading.Thread(target=m.execute, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while m.task_id is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert m.task_id, "the move did not start"
-    return thread
 
 
 def relocations(si, vm_name: str) -> list[tuple[str, str]]:

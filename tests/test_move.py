@@ -5,14 +5,11 @@ import pytest
 from pyVmomi import vim
 
 from runbook import lab as lab_mod
-from runbook.connection import Settings, login, logout
+from conftest import lab_settings as settings_of
+from runbook.connection import login, logout
 from runbook.errors import BadInput, ChecksFailed
 from runbook.move import Migration, MoveOptions
 from runbook.plan import MigrationPlan
-
-
-def settings_of(info) -> Settings:
-    return Settings(host=info.host, port=info.port, scheme="http", username=info.username, password=info.password)
 
 
 @pytest.fixture

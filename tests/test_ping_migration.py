@@ -8,14 +8,11 @@ import pandas as pd
 import pytest
 
 from runbook import lab as lab_mod
-from runbook.connection import Settings, login, logout
+from runbook.connection import login, logout
 from runbook.move import Migration, MoveOptions
 from runbook.plan import MigrationPlan
+from conftest import lab_settings as settings_of, start_in_background
 from test_ping import TEST_ADDR, test_host  # noqa: F401  (the namespace fixture)
-
-
-def settings_of(info) -> Settings:
-    return Settings(host=info.host, port=info.port, scheme="http", username=info.username, password=info.password)
 
 
 @pytest.fixture
@@ -33,15 +30,7 @@ def moving(fresh_lab):
 def start_move(info, si, **options) -> tuple[Migration, threading.Thread]:
     m = Migration(si, settings_of(info), MigrationPlan(vm="web-01", target_host="esx-02.lab.local"),
                   MoveOptions(**{"ping": "auto", "ping_interval": 0.1, "ping_tail": 1.0, **options}))
-    m.prepare()
-    assert m.decide() == "go"
-    thread = threading.Thread(target=m.execute, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while m.task_id is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert m.task_id, "the move did not start"
-    return m, thread
+    return m, start_in_background(m)
 
 
 def test_an_injected_outage_is_measured_inside_the_task_window(moving, test_host):  # noqa: F811

@@ -137,3 +137,50 @@ def test_prune_keeps_only_the_wanted_devices():
                                     reader)
     assert b"VirtualIDEController" not in pruned and b"VirtualKeyboard" not in pruned
     assert b"<key>2000</key>" in pruned and b"<key>4000</key>" in pruned
+
+
+class _Stub:
+    version = "vim.version.version9"
+
+
+def test_prune_drops_empty_device_elements_too():
+    body = (b'<val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="ArrayOfVirtualDevice">'
+            b'<VirtualDevice xsi:type="VirtualKeyboard"/>'
+            b'<VirtualDevice xsi:type="VirtualDisk"><key>2000</key></VirtualDevice></val>')
+    pruned = fastsoap.prune_devices(body, (vim.vm.device.VirtualDisk,), fastsoap._Reader(_Stub()))
+    assert pruned == body.replace(b'<VirtualDevice xsi:type="VirtualKeyboard"/>', b"")
+
+
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_OBJECT = ('<objects><obj type="VirtualMachine">vm-N</obj>'
+           '<propSet><name>name</name><val DECL XMLSchema-instance:type="xsd:string">vm N</val></propSet>'
+           '<propSet><name>config.hardware.numCPU</name><val DECL XMLSchema-instance:type="xsd:int">N</val>'
+           '</propSet></objects>')
+
+
+def _reply(objects: str) -> bytes:
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<soapenv:Envelope '
+            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema">'
+            '<soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval>' + objects +
+            '</returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>').encode()
+
+
+def test_repeated_namespace_declarations_are_declared_once_and_values_are_unchanged():
+    decl = f'xmlns:XMLSchema-instance="{_XSI}"'
+    body = _reply("".join(_OBJECT.replace("DECL", decl).replace("N", str(n)) for n in range(5)))
+    records: dict = {}
+    feed = fastsoap._Feed(fastsoap._Reader(_Stub()), None, records)
+    for i in range(0, len(body), 97):  # chunks cut anywhere, as they arrive
+        feed.add(body[i:i + 97])
+    assert feed.close() is None
+    assert feed.decls == [(b' xmlns:XMLSchema-instance="', b" " + decl.encode())]
+    assert {m: (r["_type"], r["name"], r["config.hardware.numCPU"]) for m, r in records.items()} == \
+        {f"vm-{n}": ("VirtualMachine", f"vm {n}", n) for n in range(5)}
+
+
+def test_a_prefix_bound_to_another_uri_is_left_alone():
+    feed = fastsoap._Feed(fastsoap._Reader(_Stub()), None, {})
+    feed.decls = [(b' xmlns:XMLSchema-instance="', f' xmlns:XMLSchema-instance="{_XSI}"'.encode())]
+    part = (f'<objects><val xmlns:XMLSchema-instance="{_XSI}"/>'
+            '<val xmlns:XMLSchema-instance="urn:other"/></objects>').encode()
+    assert feed._strip(part) == part

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from runbook import connect, read_inventory
-from runbook.choices import NO_CLUSTER, STEPS, Choices, verdict_mark
+from runbook.choices import STEPS, Choices, verdict_mark
 from runbook.errors import BadInput
 
 

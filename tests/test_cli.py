@@ -164,3 +164,36 @@ def test_lab_start_prints_exports_and_stop_leaves_nothing(tmp_path):
     assert not stat.exists() or stat.read_text().split(") ")[1][0] == "Z"  # gone, or a zombie of init's
     assert not (tmp_path / "lab" / "tmp").exists()
     assert runbook(["lab", "status"], env).returncode == 1
+
+
+def test_unknown_parameter_is_refused_before_anything_runs(shared, tmp_path):
+    from runbook.pipeline import run_notebook
+
+    info, _ = shared
+    before = placement(info)
+    result = run_notebook("migrate", {"vm": "web-01", "target_host": "esx-02.lab.local", "tiemout_s": 5},
+                          reports_dir=tmp_path)
+    assert result.exit_code == 2
+    assert "migrate.ipynb has no parameter 'tiemout_s'" in result.record["error"]["message"]
+    assert placement(info) == before
+
+
+def test_plain_papermill_with_a_wrong_type_stops_with_one_clear_error(shared, tmp_path):
+    info, env = shared
+    before = placement(info)
+    papermill = str(Path(sys.executable).with_name("papermill"))
+    out = tmp_path / "out.ipynb"
+    result = subprocess.run([papermill, "notebooks/migrate.ipynb", str(out), "-p", "vm", "web-01",
+                             "-p", "target_host", "esx-02.lab.local", "-p", "timeout_s", "soon",
+                             "-k", "python3"],
+                            env={**env, "RUNBOOK_RUN_DIR": str(tmp_path / "run")}, capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, timeout=180)
+    assert result.returncode != 0
+    import json
+
+    errors = [o for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert len(errors) == 1 and errors[0]["ename"] == "BadInput"
+    assert "timeout 'soon' must be a positive number of seconds" in errors[0]["evalue"]
+    assert len(errors[0]["traceback"]) == 1  # one line, not a traceback
+    assert placement(info) == before

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from pyVmomi import vim
 
-from .errors import BadInput, NotFound
+from .errors import NotFound
 from .find import find_row
 from .fastsoap import no_gc, vmomi_type
 from .properties import Records, container_view, retrieve_objects, retrieve_view
@@ -95,6 +95,7 @@ def read_inventory(si: vim.ServiceInstance, *, datacenter: str | None = None,
         records, dc_of = _read(si, datacenter, types)
         tasks = _active_tasks(si, content)
         inv = _build(records, dc_of, tasks)
+        del records  # freed while the collector is paused: it would otherwise traverse them all once
     inv.vcenter = content.about.fullName if content.about else ""
     if cluster:
         inv = _only_cluster(inv, cluster)
@@ -107,7 +108,9 @@ def read_vm_table(si: vim.ServiceInstance, *, datacenter: str | None = None) -> 
     with no_gc():
         records, dc_of = _read(si, datacenter, {vim.VirtualMachine: VM_PATHS, **_VM_NAME_PATHS})
         tasks = _active_tasks(si, content)
-        return _vm_table(records, dc_of, tasks)[1]
+        vms = _vm_table(records, dc_of, tasks)[1]
+        del records  # freed while the collector is paused (see read_inventory)
+    return vms
 
 
 def _read(si: vim.ServiceInstance, datacenter: str | None,
@@ -174,14 +177,35 @@ def _datastore_of_path(path: str | None) -> str | None:
     return None
 
 
+_DISK, _NIC, _CDROM = _DEVICE_CLASSES
+_NET_BACKING = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo
+_DVPORT_BACKING = vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo
+_ISO_BACKING = vim.vm.device.VirtualCdrom.IsoBackingInfo
+_CLIENT_BACKINGS = (vim.vm.device.VirtualCdrom.RemotePassthroughBackingInfo,
+                    vim.vm.device.VirtualCdrom.RemoteAtapiBackingInfo)
+_HOST_BACKINGS = (vim.vm.device.VirtualCdrom.AtapiBackingInfo, vim.vm.device.VirtualCdrom.PassthroughBackingInfo)
+#: {device class: the class of _DEVICE_CLASSES it is a kind of, or None}, filled as classes are met
+_DEVICE_KIND: dict[type, type | None] = {}
+
+
+def _device_kind(kind: type) -> type | None:
+    found = _DEVICE_KIND.get(kind, _DEVICE_CLASSES)
+    if found is _DEVICE_CLASSES:
+        found = _DEVICE_KIND[kind] = next((c for c in _DEVICE_CLASSES if issubclass(kind, c)), None)
+    return found
+
+
 def _devices(records: Records, rec: dict[str, Any]) -> tuple[list, list, list]:
     disks, nics, cdroms = [], [], []
     for dev in rec.get("config.hardware.device") or ():
+        kind = vmomi_type(dev)
+        family = _device_kind(kind)
+        if family is None:
+            continue
         label = dev.deviceInfo.label if dev.deviceInfo else str(dev.key)
         backing = dev.backing
-        kind = vmomi_type(dev)
         backing_kind = vmomi_type(backing)
-        if issubclass(kind, vim.vm.device.VirtualDisk):
+        if family is _DISK:
             file = getattr(backing, "fileName", None)
             ds_ref = getattr(backing, "datastore", None)
             capacity = dev.capacityInBytes or (dev.capacityInKB or 0) * 1024
@@ -189,10 +213,10 @@ def _devices(records: Records, rec: dict[str, Any]) -> tuple[list, list, list]:
                           "datastore": _name(records, ds_ref) or _datastore_of_path(file),
                           "datastore_moid": _moid(ds_ref), "capacity_bytes": int(capacity),
                           "format": disk_format(backing)})
-        elif issubclass(kind, vim.vm.device.VirtualEthernetCard):
-            if issubclass(backing_kind, vim.vm.device.VirtualEthernetCard.NetworkBackingInfo):
+        elif family is _NIC:
+            if issubclass(backing_kind, _NET_BACKING):
                 pg = _name(records, backing.network) or backing.deviceName
-            elif issubclass(backing_kind, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo):
+            elif issubclass(backing_kind, _DVPORT_BACKING):
                 key = backing.port.portgroupKey if backing.port else None
                 pg = records.get(key, {}).get("name", key)
             else:
@@ -200,16 +224,14 @@ def _devices(records: Records, rec: dict[str, Any]) -> tuple[list, list, list]:
             nics.append({"key": dev.key, "label": label, "port_group": pg,
                          "mac": getattr(dev, "macAddress", None),
                          "device_type": kind.__name__.split(".")[-1]})
-        elif issubclass(kind, vim.vm.device.VirtualCdrom):
+        elif family is _CDROM:
             connected = bool(dev.connectable and dev.connectable.connected)
-            if issubclass(backing_kind, vim.vm.device.VirtualCdrom.IsoBackingInfo):
+            if issubclass(backing_kind, _ISO_BACKING):
                 iso = backing.fileName
                 kind, ds = "iso", _name(records, backing.datastore) or _datastore_of_path(iso)
-            elif issubclass(backing_kind, (vim.vm.device.VirtualCdrom.RemotePassthroughBackingInfo,
-                                           vim.vm.device.VirtualCdrom.RemoteAtapiBackingInfo)):
+            elif issubclass(backing_kind, _CLIENT_BACKINGS):
                 kind, iso, ds = "client-device", None, None
-            elif issubclass(backing_kind, (vim.vm.device.VirtualCdrom.AtapiBackingInfo,
-                                           vim.vm.device.VirtualCdrom.PassthroughBackingInfo)):
+            elif issubclass(backing_kind, _HOST_BACKINGS):
                 kind, iso, ds = "host-device", getattr(backing, "deviceName", None), None
             else:
                 kind, iso, ds = "empty", None, None

@@ -3,7 +3,7 @@
 Never walk objects attribute by attribute (each attribute is a round trip: about 44 times slower, see
 shared/reference/performance.md). Views and their results are cleaned up in ``finally``.
 
-``fast=True`` reads the reply with :mod:`runbook.fastsoap` (C ElementTree, values converted when read)
+``fast=True`` reads the reply with :mod:`runbook.fastsoap` (C ElementTree, plain conversion plans)
 instead of pyvmomi's deserializer: same request, same records, about ten times less client time on
 large inventories. It falls back to pyvmomi when the session's stub is not one it can drive, and is
 switched off everywhere by ``RUNBOOK_FAST_SOAP=0``. Both paths follow ``ContinueRetrievePropertiesEx``
@@ -50,7 +50,7 @@ def retrieve_view(si: vim.ServiceInstance, view: vim.view.ContainerView,
                   keep_devices: Sequence[type] | None = None, max_objects: int | None = None) -> Records:
     """Every object in ``view`` with the given property paths per type, in as few calls as the server allows.
 
-    ``fast`` reads the reply with :mod:`runbook.fastsoap` (data objects then come as lazy
+    ``fast`` reads the reply with :mod:`runbook.fastsoap` (data objects then come as
     :class:`~runbook.fastsoap.Data`; use :func:`~runbook.fastsoap.vmomi_type` for their class);
     ``keep_devices`` lets that reader skip, unparsed, the virtual devices of other classes.
     """

@@ -120,3 +120,19 @@ def session(settings: Any) -> Any:
     si = login(settings)
     atexit.register(logout, si)
     return si
+
+
+def close_run(run: Any, ping_chart: Any = None) -> Any:
+    """End a run started by hand in JupyterLab like a headless one: ``report.html`` beside the record
+    and the reports index updated. Under the pipeline (``runbook ...``, papermill) it does nothing: the
+    pipeline renders the executed notebook itself once the kernel is done."""
+    import os
+
+    from . import record, report
+
+    if os.environ.get(record.RUN_DIR_ENV):
+        return None
+    html = report.write_html(run.run_dir, run.data, ping_chart=ping_chart)
+    report.write_index(run.run_dir.parent.parent)
+    print(f"change record: {html}")
+    return html

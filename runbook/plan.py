@@ -234,9 +234,9 @@ def resolve(inventory: Any, plan: MigrationPlan) -> ResolvedPlan:
 
     disks = tuple(_disk_moves(vm, datastore, plan.disk_format))
     home = str(vm.get("home_datastore") or _datastore_of_path(vm.get("vm_path")) or "")
-    isos = tuple(sorted({c["datastore"] for c in _records(vm.get("cdroms")) if c.get("kind") == "iso"
+    isos = tuple(sorted({c["datastore"] for c in records(vm.get("cdroms")) if c.get("kind") == "iso"
                          and c.get("datastore")}))
-    vm_datastores = tuple(sorted(set(_strings(vm.get("datastores"))) | {d.source_datastore for d in disks}
+    vm_datastores = tuple(sorted(set(strings(vm.get("datastores"))) | {d.source_datastore for d in disks}
                                  | ({home} if home else set()) | set(isos)))
     if datastore is not None:
         ds_name = datastore["name"]
@@ -279,7 +279,7 @@ def _find_source_host(hosts: pd.DataFrame, vm: pd.Series) -> pd.Series:
 
 
 def _disk_moves(vm: pd.Series, datastore: Optional[pd.Series], disk_format: str) -> Iterable[DiskMove]:
-    for disk in _records(vm.get("disks")):
+    for disk in records(vm.get("disks")):
         source_ds = str(disk.get("datastore") or "")
         source_format = str(disk.get("format") or "thick")
         if datastore is None:
@@ -350,7 +350,7 @@ def _pool_table(inventory: Any) -> pd.DataFrame:
 
 
 def _nic_changes(inventory: Any, vm: pd.Series, run: pd.Series, network_map: Mapping[str, str]) -> Iterable[NicChange]:
-    nics = _records(vm.get("nics"))
+    nics = records(vm.get("nics"))
     used = sorted({str(n.get("port_group")) for n in nics})
     problems = []
     for old in network_map:
@@ -359,7 +359,7 @@ def _nic_changes(inventory: Any, vm: pd.Series, run: pd.Series, network_map: Map
                             f"{', '.join(used) or 'none'}); fix the mapping {old}={network_map[old]}")
     if problems:
         raise BadInput("; ".join(problems))
-    host_groups = set(_strings(run.get("port_groups")))
+    host_groups = set(strings(run.get("port_groups")))
     for new in sorted(set(network_map.values())):
         if new not in host_groups:
             close = ", ".join(sorted(host_groups)) or "none"
@@ -383,7 +383,7 @@ def _nic_changes(inventory: Any, vm: pd.Series, run: pd.Series, network_map: Map
 
 def _find_network(networks: pd.DataFrame, name: str, host: pd.Series) -> pd.Series:
     rows = networks[networks["name"] == name]
-    on_host = rows[rows["hosts"].apply(lambda hs: host["name"] in _strings(hs))] if "hosts" in rows else rows
+    on_host = rows[rows["hosts"].apply(lambda hs: host["name"] in strings(hs))] if "hosts" in rows else rows
     if len(on_host) == 1:
         return on_host.iloc[0]
     if len(on_host) > 1:
@@ -407,13 +407,15 @@ def _datastore_of_path(path: Any) -> Optional[str]:
     return None
 
 
-def _records(value: Any) -> list[dict]:
+def records(value: Any) -> list[dict]:
+    """A list-of-dict cell as a list of dict (None / NaN -> [])."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return []
     return [dict(v) for v in value]
 
 
-def _strings(value: Any) -> list[str]:
+def strings(value: Any) -> list[str]:
+    """A list cell as a list of str (None / NaN -> [])."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return []
     if isinstance(value, str):

@@ -7,30 +7,19 @@ cluster), a few VMs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
 import pytest
 
 from runbook.errors import Ambiguous, BadInput, NotFound
+from runbook.inventory import Inventory
 from runbook.plan import MigrationPlan, parse_network_map, resolve
 
 GIB = 1024**3
 
 
-@dataclass
-class FakeInventory:
-    vms: pd.DataFrame
-    hosts: pd.DataFrame
-    datastores: pd.DataFrame
-    clusters: pd.DataFrame
-    networks: pd.DataFrame
-    vmkernel: pd.DataFrame
-    pools: pd.DataFrame = field(default_factory=pd.DataFrame)
-    vcenter: str = "vc.lab"
-    taken: datetime = field(default_factory=lambda: datetime(2024, 1, 1, tzinfo=timezone.utc))
+FakeInventory = Inventory  # the real container, filled with plain data
 
 
 def host(name: str, moid: str, cluster: str = "C1", **extra: Any) -> dict:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from ..plan import ResolvedPlan
+from ..plan import ResolvedPlan, records, strings  # noqa: F401  (re-exported for the checks)
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 STATUSES = (PASS, WARN, FAIL, SKIP)
@@ -81,22 +81,6 @@ def datastore_row(inventory: Any, name: str) -> Optional[pd.Series]:
 def vm_row(inventory: Any, moid: str) -> pd.Series:
     rows = inventory.vms[inventory.vms["moid"] == moid]
     return rows.iloc[0]
-
-
-def strings(value: Any) -> list[str]:
-    """A list cell as a list of str (None / NaN -> [])."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
-
-
-def records(value: Any) -> list[dict]:
-    """A list-of-dict cell as a list of dict (None / NaN -> [])."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return []
-    return [dict(v) for v in value]
 
 
 def size(n: float) -> str:

@@ -24,9 +24,10 @@ from pyVmomi import vim
 from . import checks as checks_mod
 from .connection import Settings, login
 from .errors import BadInput, ChecksFailed, OutcomeUnknown, TaskTimeout
-from .inventory import Inventory, _devices, read_inventory
+from . import devices
+from .inventory import Inventory, read_inventory
 from .plan import MigrationPlan, ResolvedPlan, resolve
-from .properties import retrieve_objects
+from .properties import namer, retrieve_objects
 from .record import RunRecord
 from .spec import build_relocate_spec, spec_to_dict, stub_morefs
 from .task import LOST_CONNECTION, TaskOutcome, events as query_events, relogin_within, wait
@@ -76,7 +77,7 @@ def placement(si: vim.ServiceInstance, vm_moid: str) -> dict[str, Any]:
     unique = {r._moId: r for r in refs if r is not None}
     names = retrieve_objects(si, list(unique.values()), {
         vim.HostSystem: ["name"], vim.ResourcePool: ["name"], vim.Datastore: ["name"], vim.Network: ["name"]})
-    disks, nics, cdroms = _devices(names, rec)
+    disks, nics, cdroms = devices.read(rec.get("config.hardware.device"), namer(names))
     path = rec.get("config.files.vmPathName") or ""
     return {
         "vm": rec.get("name"), "host": names.get(rec["runtime.host"]._moId, {}).get("name"),

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from .devices import datastore_of_path
 from .errors import Ambiguous, BadInput, NotFound
 from .find import find_row
 
@@ -233,7 +234,7 @@ def resolve(inventory: Any, plan: MigrationPlan) -> ResolvedPlan:
     host_changes = target is not None and target["moid"] != source["moid"]
 
     disks = tuple(_disk_moves(vm, datastore, plan.disk_format))
-    home = str(vm.get("home_datastore") or _datastore_of_path(vm.get("vm_path")) or "")
+    home = str(vm.get("home_datastore") or datastore_of_path(str(vm.get("vm_path") or "")) or "")
     isos = tuple(sorted({c["datastore"] for c in records(vm.get("cdroms")) if c.get("kind") == "iso"
                          and c.get("datastore")}))
     vm_datastores = tuple(sorted(set(strings(vm.get("datastores"))) | {d.source_datastore for d in disks}
@@ -398,13 +399,6 @@ def _network_vim_type(kind: Any) -> str:
     if "opaque" in text:
         return "OpaqueNetwork"
     return "Network"
-
-
-def _datastore_of_path(path: Any) -> Optional[str]:
-    text = str(path or "")
-    if text.startswith("[") and "]" in text:
-        return text[1:text.index("]")]
-    return None
 
 
 def records(value: Any) -> list[dict]:

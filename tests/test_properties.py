@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from pyVmomi import vim
 
-from runbook import fastsoap
+from runbook import fastsoap, soapdata
 from runbook import lab as lab_mod
 from runbook.connection import Settings
 from runbook.inventory import read_inventory, read_vm_table
@@ -132,7 +132,7 @@ def test_prune_keeps_only_the_wanted_devices():
     class _Stub:
         version = "vim.version.version9"
 
-    reader = fastsoap._Reader(_Stub())
+    reader = soapdata.Reader(_Stub())
     pruned = fastsoap.prune_devices(body, (vim.vm.device.VirtualDisk, vim.vm.device.VirtualEthernetCard),
                                     reader)
     assert b"VirtualIDEController" not in pruned and b"VirtualKeyboard" not in pruned
@@ -147,7 +147,7 @@ def test_prune_drops_empty_device_elements_too():
     body = (b'<val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="ArrayOfVirtualDevice">'
             b'<VirtualDevice xsi:type="VirtualKeyboard"/>'
             b'<VirtualDevice xsi:type="VirtualDisk"><key>2000</key></VirtualDevice></val>')
-    pruned = fastsoap.prune_devices(body, (vim.vm.device.VirtualDisk,), fastsoap._Reader(_Stub()))
+    pruned = fastsoap.prune_devices(body, (vim.vm.device.VirtualDisk,), soapdata.Reader(_Stub()))
     assert pruned == body.replace(b'<VirtualDevice xsi:type="VirtualKeyboard"/>', b"")
 
 
@@ -169,7 +169,7 @@ def test_repeated_namespace_declarations_are_declared_once_and_values_are_unchan
     decl = f'xmlns:XMLSchema-instance="{_XSI}"'
     body = _reply("".join(_OBJECT.replace("DECL", decl).replace("N", str(n)) for n in range(5)))
     records: dict = {}
-    feed = fastsoap._Feed(fastsoap._Reader(_Stub()), None, records)
+    feed = fastsoap._Feed(soapdata.Reader(_Stub()), None, records)
     for i in range(0, len(body), 97):  # chunks cut anywhere, as they arrive
         feed.add(body[i:i + 97])
     assert feed.close() is None
@@ -179,7 +179,7 @@ def test_repeated_namespace_declarations_are_declared_once_and_values_are_unchan
 
 
 def test_a_prefix_bound_to_another_uri_is_left_alone():
-    feed = fastsoap._Feed(fastsoap._Reader(_Stub()), None, {})
+    feed = fastsoap._Feed(soapdata.Reader(_Stub()), None, {})
     feed.decls = [(b' xmlns:XMLSchema-instance="', f' xmlns:XMLSchema-instance="{_XSI}"'.encode())]
     part = (f'<objects><val xmlns:XMLSchema-instance="{_XSI}"/>'
             '<val xmlns:XMLSchema-instance="urn:other"/></objects>').encode()

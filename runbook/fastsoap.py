@@ -49,43 +49,70 @@ def usable(si: Any) -> bool:
 
 
 def prune_devices(body: bytes, keep: Sequence[type], reader: Reader) -> bytes:
-    """The reply without the virtual devices that are not of the ``keep`` classes.
+    """The reply without the virtual devices that are not of the ``keep`` classes (see :class:`Pruner`)."""
+    return Pruner(keep, reader)(body)
 
-    A device's start tag (the same bytes for every device of one class) decides, once per distinct
-    tag, whether its devices are kept; devices do not nest, so a dropped one ends at the first
-    ``</VirtualDevice>`` after it. The reply is split at device start tags in one pass (searching
-    for each tag from Python costs a long-needle set-up per search: a third more time).
+
+class Pruner:
+    """Drops from replies the virtual devices that are not of the ``keep`` classes, before parsing.
+
+    Devices do not nest, so a dropped device ends at the first ``</VirtualDevice>`` after its start
+    tag. The start tag (the same bytes for every device of one class) decides, once per distinct
+    tag, whether devices are kept. A reply is split at device start tags in one pass; the pieces
+    whose start tag is known are sorted by C string calls (``startswith`` a tuple of tags,
+    ``partition``), and a reply with a start tag not seen before goes once through the loop that
+    learns it. (Searching for each device from Python costs a needle set-up per search, and a
+    Python statement per device: together a third of the pruning time.)
     """
-    pieces = body.split(_DEVICE_OPEN)
-    if len(pieces) == 1:
-        return body
-    keep = tuple(keep)
-    wanted: dict[bytes, bool] = {}
-    out = [pieces[0]]
-    append = out.append
-    for piece in itertools.islice(pieces, 1, None):
-        gt = piece.find(b">")
-        head = piece[:gt]  # the attributes
-        ok = wanted.get(head)
-        if ok is None:
-            ok = wanted[head] = gt < 0 or _wanted(head, keep, reader)
-        if ok:
-            append(_DEVICE_OPEN)
-            append(piece)
-        elif head.endswith(b"/"):
-            append(piece[gt + 1:])
-        else:
-            end = piece.find(_DEVICE_END, gt)
-            if end < 0:  # not a whole device: leave it to the parser
+
+    def __init__(self, keep: Sequence[type], reader: Reader):
+        self.keep, self.reader = tuple(keep), reader
+        self.wanted: dict[bytes, bool] = {}  # start tag from after "<VirtualDevice " to ">" -> kept
+        self.kept: tuple[bytes, ...] = ()
+        self.dropped: tuple[bytes, ...] = ()  # of elements with content (not "/>")
+
+    def __call__(self, body: bytes) -> bytes:
+        pieces = body.split(_DEVICE_OPEN)
+        if len(pieces) == 1:
+            return body
+        kept, dropped = self.kept, self.dropped
+        out = [_DEVICE_OPEN + p if p.startswith(kept) else p.partition(_DEVICE_END)[2] if p.startswith(dropped)
+               else None for p in itertools.islice(pieces, 1, None)]
+        if None in out:
+            return self._learn(pieces)
+        out.insert(0, pieces[0])
+        return b"".join(out)
+
+    def _learn(self, pieces: list[bytes]) -> bytes:
+        out = [pieces[0]]
+        append = out.append
+        for piece in itertools.islice(pieces, 1, None):
+            gt = piece.find(b">")
+            head = piece[:gt + 1]  # the attributes and ">"
+            ok = self.wanted.get(head)
+            if ok is None:
+                ok = self.wanted[head] = gt < 0 or _wanted(head, self.keep, self.reader)
+                if gt >= 0 and ok:
+                    self.kept += (head,)
+                elif gt >= 0 and not head.endswith(b"/>"):
+                    self.dropped += (head,)
+            if ok:
                 append(_DEVICE_OPEN)
                 append(piece)
+            elif head.endswith(b"/>"):
+                append(piece[gt + 1:])
             else:
-                append(piece[end + len(_DEVICE_END):])
-    return b"".join(out)
+                end = piece.find(_DEVICE_END, gt)
+                if end < 0:  # not a whole device: leave it to the parser
+                    append(_DEVICE_OPEN)
+                    append(piece)
+                else:
+                    append(piece[end + len(_DEVICE_END):])
+        return b"".join(out)
 
 
 def _wanted(head: bytes, keep: tuple[type, ...], reader: Reader) -> bool:
-    """Whether a device with this start tag (attributes only) is of one of the ``keep`` classes."""
+    """Whether a device with this start tag (its attributes) is of one of the ``keep`` classes."""
     m = _DEVICE_TYPE.search(head)
     if m is None:
         return True
@@ -210,7 +237,8 @@ class _Feed:
 
     def __init__(self, reader: Reader, keep_devices: Sequence[type] | None, records: dict[str, dict[str, Any]],
                  raw: Collection[str] = ()):
-        self.reader, self.keep, self.records, self.raw = reader, keep_devices, records, frozenset(raw)
+        self.reader, self.records, self.raw = reader, records, frozenset(raw)
+        self.prune = Pruner(keep_devices, reader) if keep_devices else None
         self.parser = ET.XMLParser()
         self.pending = b""
         self.decls: list[tuple[bytes, bytes]] | None = None  # (b' xmlns:p="', whole declaration)
@@ -226,8 +254,8 @@ class _Feed:
         self._feed(data[:cut])
 
     def _feed(self, part: bytes) -> None:
-        if self.keep:
-            part = prune_devices(part, self.keep, self.reader)
+        if self.prune:
+            part = self.prune(part)
         part = self._hoist(part) if self.decls is None else self._strip(part)
         self.parser.feed(part)
 
@@ -267,4 +295,4 @@ class _Feed:
         return read_result(root, self.reader, self.records, self.raw)
 
 
-__all__ = ["Data", "Raw", "retrieve", "usable", "vmomi_type", "prune_devices", "no_gc"]
+__all__ = ["Data", "Pruner", "Raw", "retrieve", "usable", "vmomi_type", "prune_devices", "no_gc"]

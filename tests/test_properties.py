@@ -151,6 +151,21 @@ def test_prune_drops_empty_device_elements_too():
     assert pruned == body.replace(b'<VirtualDevice xsi:type="VirtualKeyboard"/>', b"")
 
 
+def test_pruner_gives_the_same_reply_once_it_knows_the_start_tags():
+    body = (b'<val xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="ArrayOfVirtualDevice">'
+            b'<VirtualDevice xsi:type="VirtualIDEController"><key>200</key></VirtualDevice>'
+            b'<VirtualDevice xsi:type="VirtualKeyboard"/>'
+            b'<VirtualDevice xsi:type="VirtualDisk"><key>2000</key></VirtualDevice></val><x/>')
+    later = body.replace(b"VirtualKeyboard", b"VirtualPointingDevice").replace(b"IDE", b"SATA")
+    prune = fastsoap.Pruner((vim.vm.device.VirtualDisk,), soapdata.Reader(_Stub()))
+    first = prune(body)
+    assert first == body.replace(b'<VirtualDevice xsi:type="VirtualIDEController"><key>200</key></VirtualDevice>'
+                                 b'<VirtualDevice xsi:type="VirtualKeyboard"/>', b"")
+    assert prune.kept and prune.dropped  # learnt: the next replies take the fast path
+    assert prune(body) == first
+    assert prune(later) == first  # start tags not seen before are learnt too
+
+
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _OBJECT = ('<objects><obj type="VirtualMachine">vm-N</obj>'
            '<propSet><name>name</name><val DECL XMLSchema-instance:type="xsd:string">vm N</val></propSet>'

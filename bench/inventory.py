@@ -6,8 +6,10 @@
 
 For each size a ``scale`` lab is started (and always stopped). Timed, after one untimed warm-up:
 the VM table alone (``read_vm_table``) and the full inventory (``read_inventory``, all tables),
-median of ``--repeat`` runs, login excluded; wall seconds and client CPU seconds (``time.process_time``:
-this process only, so the simulator's own work is not in it). SOAP requests are counted by the lab.
+``--repeat`` runs, login excluded: median wall seconds, and client CPU seconds (``time.process_time``:
+this process only, so the simulator's own work is not in it), median and best. SOAP requests are
+counted by the lab. A fixed reference workload is timed too: this machine's speed varies a lot from
+one moment to the next, and the reference tells a slow moment from a slow change.
 Memory: tracemalloc peak of one extra untimed full read (Python allocations only).
 Per-attribute: ``--sample`` VMs read with pyvmomi property access (each of the runbook's 16 VM
 paths, then the name of each referenced object, cached per object), turned into the same VM table
@@ -51,8 +53,27 @@ def _versions() -> str:
             f"govmomi simulator {sim}, {platform.system()} {platform.release()}")
 
 
-def _timed(fn, repeat: int, control: lab_mod.LabControl) -> tuple[float, float, int, object]:
-    """Median wall and CPU seconds of ``repeat`` runs (after a warm-up) and the requests of one run."""
+_REFERENCE_DOC = ("<r>" + "<o t='x'><p><n>name</n><v k='s'>vm-1</v></p><p><n>n</n><v k='i'>2</v></p></o>" * 40000
+                  + "</r>").encode()
+
+
+def _reference_s() -> float:
+    """CPU seconds of a fixed workload like the reader's (an ElementTree parse, a Python walk over it):
+    this machine's speed right now, to tell a slow moment from a slow change (best of 3)."""
+    import xml.etree.ElementTree as ET
+
+    best = float("inf")
+    for _ in range(3):
+        c = time.process_time()
+        root = ET.fromstring(_REFERENCE_DOC)
+        sum(len(e.text or "") + len(e.attrib) for e in root.iter())
+        del root
+        best = min(best, time.process_time() - c)
+    return best
+
+
+def _timed(fn, repeat: int, control: lab_mod.LabControl) -> tuple[float, float, float, int, object]:
+    """Median wall, median and best CPU seconds of ``repeat`` runs (after a warm-up), requests of one run."""
     fn()
     walls, cpus = [], []
     result = None
@@ -64,7 +85,7 @@ def _timed(fn, repeat: int, control: lab_mod.LabControl) -> tuple[float, float, 
         walls.append(time.perf_counter() - t)
         cpus.append(time.process_time() - c)
         requests = control.requests_served() - before
-    return statistics.median(walls), statistics.median(cpus), requests, result
+    return statistics.median(walls), statistics.median(cpus), min(cpus), requests, result
 
 
 def _per_attribute(si: vim.ServiceInstance, vms: list) -> pd.DataFrame:
@@ -115,8 +136,8 @@ def bench_size(vms: int, hosts: int, repeat: int, sample: int) -> dict:
                             password=info.password))
         try:
             reader = "fastsoap" if fast_enabled(si) else "pyvmomi"
-            vm_wall, vm_cpu, vm_req, table = _timed(lambda: read_vm_table(si), repeat, control)
-            full_wall, full_cpu, full_req, inv = _timed(lambda: read_inventory(si), repeat, control)
+            vm_wall, vm_cpu, vm_best, vm_req, table = _timed(lambda: read_vm_table(si), repeat, control)
+            full_wall, full_cpu, full_best, full_req, inv = _timed(lambda: read_inventory(si), repeat, control)
             tracemalloc.start()
             read_inventory(si)
             peak = tracemalloc.get_traced_memory()[1]
@@ -139,7 +160,8 @@ def bench_size(vms: int, hosts: int, repeat: int, sample: int) -> dict:
     same = mine.equals(slow.sort_values("moid").reset_index(drop=True)) and inv.vms.equals(table)
     extrapolated = per_attr / len(chosen) * vms
     return {"vms": vms, "hosts": hosts, "reader": reader, "vm_wall": vm_wall, "vm_cpu": vm_cpu,
-            "vm_req": vm_req, "full_wall": full_wall, "full_cpu": full_cpu, "full_req": full_req,
+            "vm_best": vm_best, "vm_req": vm_req, "full_wall": full_wall, "full_cpu": full_cpu,
+            "full_best": full_best, "full_req": full_req,
             "peak_mb": peak / 2**20, "sample": len(chosen), "per_attr": extrapolated,
             "per_attr_req": round(per_attr_req / len(chosen) * vms), "same": same,
             "ratio": extrapolated / vm_wall}
@@ -148,27 +170,31 @@ def bench_size(vms: int, hosts: int, repeat: int, sample: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,5000,10000", help="VM counts, comma-separated")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per measure (median)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measure (median, best)")
     parser.add_argument("--sample", type=int, default=50, help="VMs read attribute by attribute")
     parser.add_argument("--quick", action="store_true", help="1,000 VMs only")
     args = parser.parse_args(argv)
     sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
     print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
-          f"load average {os.getloadavg()[0]:.2f} at start; {_versions()}")
-    print(f"median of {args.repeat} after a warm-up, login excluded; wall = elapsed seconds, cpu = this "
-          f"process's CPU seconds; memory = tracemalloc peak of one extra full read; per-attribute = "
-          f"{args.sample} VMs timed, x N/{args.sample}\n")
-    head = ("| VMs | hosts | reader | VM table wall s | VM table cpu s | full inventory wall s | "
-            "full cpu s | SOAP requests (VM table / full) | peak MB (tracemalloc) | per-attribute s "
-            "(extrapolated) | per-attribute requests (extrap.) | ratio per-attr / VM table | same rows |")
+          f"load average {os.getloadavg()[0]:.2f} at start, reference workload {_reference_s():.3f} s; "
+          f"{_versions()}")
+    print(f"{args.repeat} timed runs after a warm-up, login excluded: wall = median elapsed seconds, "
+          f"cpu = this process's CPU seconds (client time), median / best; memory = tracemalloc peak of "
+          f"one extra full read; per-attribute = {args.sample} VMs timed, x N/{args.sample}; reference = "
+          f"a fixed parse-and-walk workload, CPU s (this machine's speed at that moment)\n")
+    head = ("| VMs | hosts | reader | VM table wall s | VM table cpu s (median / best) | full inventory wall s | "
+            "full cpu s (median / best) | SOAP requests (VM table / full) | peak MB (tracemalloc) | "
+            "per-attribute s (extrapolated) | per-attribute requests (extrap.) | ratio per-attr / VM table | "
+            "same rows | reference s |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for vms in sizes:
         r = bench_size(vms, max(1, round(vms / 32)), args.repeat, args.sample)
-        print(f"| {r['vms']:,} | {r['hosts']} | {r['reader']} | {r['vm_wall']:.2f} | {r['vm_cpu']:.2f} | "
-              f"{r['full_wall']:.2f} | {r['full_cpu']:.2f} | {r['vm_req']} / {r['full_req']} | "
+        print(f"| {r['vms']:,} | {r['hosts']} | {r['reader']} | {r['vm_wall']:.2f} | "
+              f"{r['vm_cpu']:.2f} / {r['vm_best']:.2f} | {r['full_wall']:.2f} | "
+              f"{r['full_cpu']:.2f} / {r['full_best']:.2f} | {r['vm_req']} / {r['full_req']} | "
               f"{r['peak_mb']:.0f} | {r['per_attr']:.1f} | {r['per_attr_req']:,} | {r['ratio']:.0f}x | "
-              f"{'yes' if r['same'] else 'NO'} |", flush=True)
+              f"{'yes' if r['same'] else 'NO'} | {_reference_s():.3f} |", flush=True)
     print(f"\nload average {os.getloadavg()[0]:.2f} at end")
     return 0
 

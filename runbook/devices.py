@@ -56,49 +56,47 @@ def read(value: Any, name_of: Callable[[str | None], str | None]) -> tuple[list,
 
     ``name_of(moid)`` names a datastore or network (None for None).
     """
-    if isinstance(value, Raw):
-        a, items = value.access, value.elem
-    else:
-        a, items = OBJECTS, value or ()
+    a = value.access if isinstance(value, Raw) else OBJECTS
+    items = value.elem if isinstance(value, Raw) else value or ()
+    kind_of, get, text, number, flag, moid = a.kind, a.get, a.text, a.int, a.flag, a.moid
     disks, nics, cdroms = [], [], []
     for dev in items:
-        kind = a.kind(dev)
+        kind = kind_of(dev)
         family = _family(kind)
         if family is None:
             continue
-        key = a.int(dev, "key")
-        info = a.get(dev, "deviceInfo")
-        label = a.text(info, "label") if info is not None else str(key)
-        backing = a.get(dev, "backing")
-        backing_kind = a.kind(backing)
+        key = number(dev, "key")
+        info = get(dev, "deviceInfo")
+        label = text(info, "label") if info is not None else str(key)
+        backing = get(dev, "backing")
+        backing_kind = kind_of(backing)
         if family is Disk:
-            file = a.text(backing, "fileName")
-            ds = a.moid(backing, "datastore")
-            capacity = a.int(dev, "capacityInBytes") or (a.int(dev, "capacityInKB") or 0) * 1024
+            file = text(backing, "fileName")
+            ds = moid(backing, "datastore")
+            capacity = number(dev, "capacityInBytes") or (number(dev, "capacityInKB") or 0) * 1024
             disks.append({"key": key, "label": label, "file": file,
                           "datastore": name_of(ds) or datastore_of_path(file), "datastore_moid": ds,
                           "capacity_bytes": capacity,
-                          "format": disk_format(a.flag(backing, "thinProvisioned"),
-                                                a.flag(backing, "eagerlyScrub"))})
+                          "format": disk_format(flag(backing, "thinProvisioned"), flag(backing, "eagerlyScrub"))})
         elif family is Nic:
             if _is(backing_kind, _NET_BACKING):
-                pg = name_of(a.moid(backing, "network")) or a.text(backing, "deviceName")
+                pg = name_of(moid(backing, "network")) or text(backing, "deviceName")
             elif _is(backing_kind, _DVPORT_BACKING):
-                pg = name_of(a.text(a.get(backing, "port"), "portgroupKey"))
+                pg = name_of(text(get(backing, "port"), "portgroupKey"))
             else:
-                pg = a.text(backing, "deviceName")
-            nics.append({"key": key, "label": label, "port_group": pg, "mac": a.text(dev, "macAddress"),
+                pg = text(backing, "deviceName")
+            nics.append({"key": key, "label": label, "port_group": pg, "mac": text(dev, "macAddress"),
                          "device_type": kind.__name__.split(".")[-1]})
         else:
-            connected = a.flag(a.get(dev, "connectable"), "connected")
+            connected = flag(get(dev, "connectable"), "connected")
             iso = ds = None
             if _is(backing_kind, _ISO_BACKING):
-                how, iso = "iso", a.text(backing, "fileName")
-                ds = name_of(a.moid(backing, "datastore")) or datastore_of_path(iso)
+                how, iso = "iso", text(backing, "fileName")
+                ds = name_of(moid(backing, "datastore")) or datastore_of_path(iso)
             elif _is(backing_kind, _CLIENT_BACKINGS):
                 how = "client-device"
             elif _is(backing_kind, _HOST_BACKINGS):
-                how, iso = "host-device", a.text(backing, "deviceName")
+                how, iso = "host-device", text(backing, "deviceName")
             else:
                 how = "empty"
             cdroms.append({"key": key, "label": label, "kind": how, "iso": iso, "datastore": ds,

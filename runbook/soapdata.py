@@ -41,6 +41,7 @@ class Reader:
         self._deserializer = SoapAdapter.SoapDeserializer(stub)
         self._types: dict[str, type] = {}
         self._refs: dict[tuple[type, str], Any] = {}
+        self._morefs: dict[tuple[str, str], Any] = {}
         self._props: dict[tuple[type, str], Any] = {}
         self._kinds: dict[type, tuple[int, bool]] = {}
         self._plans: dict[type, dict[str, tuple[str, type, bool, Any] | None]] = {}
@@ -70,6 +71,14 @@ class Reader:
         mo = self._refs.get(key)
         if mo is None:
             mo = self._refs[key] = cls(moid, self.stub)
+        return mo
+
+    def moref(self, elem: ET.Element) -> Any:
+        """The managed object a reference element names (its ``type`` attribute and its text)."""
+        key = (elem.get("type"), elem.text or "")
+        mo = self._morefs.get(key)
+        if mo is None:
+            mo = self._morefs[key] = self.ref(self.lookup(key[0]), key[1])
         return mo
 
     def _kind(self, cls: type) -> tuple[int, bool]:
@@ -124,7 +133,7 @@ class Reader:
         if kind == _LIST:
             value = self.value
             return [value(child, arg) for child in elem]
-        return self.ref(self.lookup(elem.get("type")), elem.text or "")
+        return self.moref(elem)
 
     def _resolve(self, declared: type, xsi: str | None) -> tuple[int, Any]:
         """How an element declared as ``declared`` with this ``xsi:type`` is read: (kind, class / item
@@ -362,7 +371,7 @@ def read_result(root: ET.Element, reader: Reader, records: dict[str, dict[str, A
     t_objects, t_obj, t_prop, t_name, t_val = (ns + t for t in ("objects", "obj", "propSet", "name", "val"))
     token = None
     type_names: dict[type, str] = {}
-    value, lookup, ref, elements = reader.value, reader.lookup, reader.ref, reader.elements
+    value, moref, elements = reader.value, reader.moref, reader.elements
     top = reader.resolved(object)  # how each xsi:type of a <val> is read, filled as types are met
     for part in result:
         tag = part.tag
@@ -401,7 +410,7 @@ def read_result(root: ET.Element, reader: Reader, records: dict[str, dict[str, A
                         continue
                 record[name] = value(val, object)
             elif ftag == t_obj:
-                obj = ref(lookup(field.get("type")), field.text or "")
+                obj = moref(field)
         if obj is not None:
             kind = type(obj)
             type_name = type_names.get(kind)

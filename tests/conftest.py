@@ -105,3 +105,13 @@ def start_in_background(migration):
         time.sleep(0.01)
     assert migration.task_id, "the move did not start"
     return thread
+
+
+def objects_by_name(si, kind: type) -> dict:
+    """Every managed object of ``kind`` in the vCenter, by name (through a ContainerView, destroyed after)."""
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+    try:
+        return {o.name: o for o in view.view}
+    finally:
+        view.Destroy()

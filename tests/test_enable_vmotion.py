@@ -27,6 +27,7 @@ from runbook.pipeline import notebook_path, validate_parameters
 from runbook.plan import MigrationPlan
 from runbook.vmotion import (ADAPTER_COLUMNS, HostNetwork, VmotionRemediation, adapter_table, plan_vmotion,
                              port_group_uplinks)
+from conftest import objects_by_name
 
 RUNBOOK = Path(sys.executable).with_name("runbook")
 ESX04, ESX05, ESX06, ESX08 = (f"esx-0{n}.lab.local" for n in (4, 5, 6, 8))
@@ -198,20 +199,12 @@ def test_the_checks_remedy_is_a_valid_command():
 
 # ----- against the lab --------------------------------------------------------------------------------
 
-def objects(si: vim.ServiceInstance, kind: type) -> dict[str, Any]:
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-    try:
-        return {o.name: o for o in view.view}
-    finally:
-        view.Destroy()
-
 
 def vmotion_state(si: vim.ServiceInstance) -> dict[str, tuple[Any, ...]]:
     """Every host's vMotion selection as the vCenter reports it (both managers and the summary)."""
     return {name: (h.config.vmotion.netConfig.selectedVnic,
                    tuple(h.configManager.virtualNicManager.QueryNetConfig("vmotion").selectedVnic or ()),
-                   h.summary.config.vmotionEnabled) for name, h in objects(si, vim.HostSystem).items()}
+                   h.summary.config.vmotionEnabled) for name, h in objects_by_name(si, vim.HostSystem).items()}
 
 
 def vmotion_check(si: vim.ServiceInstance, vm: str, host: str) -> pd.Series:
@@ -278,7 +271,7 @@ def test_enable_vmotion_end_to_end(lab_si):
 
     # the check passes and a live vMotion to the host succeeds
     assert vmotion_check(si, "app-01", ESX04)["status"] == "pass"
-    vms, hosts = objects(si, vim.VirtualMachine), objects(si, vim.HostSystem)
+    vms, hosts = objects_by_name(si, vim.VirtualMachine), objects_by_name(si, vim.HostSystem)
     assert vms["web-01"].runtime.powerState == "poweredOn"
     WaitForTask(vms["web-01"].RelocateVM_Task(spec=vim.vm.RelocateSpec(host=hosts[ESX04])))
     assert vms["web-01"].runtime.host.name == ESX04

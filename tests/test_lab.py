@@ -14,6 +14,7 @@ from pyVmomi import vim, vmodl
 
 from runbook import lab
 from runbook.errors import LabError
+from conftest import objects_by_name
 
 GB = 1 << 30
 
@@ -50,14 +51,6 @@ def fresh_lab(tmp_path: Path) -> Iterator[tuple[lab.LabInfo, vim.ServiceInstance
     lab.stop(info.state_dir)
 
 
-def objs(si: vim.ServiceInstance, kind: type) -> dict[str, vim.ManagedEntity]:
-    c = si.RetrieveContent()
-    view = c.viewManager.CreateContainerView(c.rootFolder, [kind], True)
-    try:
-        return {o.name: o for o in view.view}
-    finally:
-        view.Destroy()
-
 
 def relocate(vm: vim.VirtualMachine, **spec: object) -> vim.Task:
     return vm.RelocateVM_Task(spec=vim.vm.RelocateSpec(**spec))
@@ -73,8 +66,8 @@ def wait_error(task: vim.Task) -> vmodl.MethodFault:
 
 
 def test_mount_lists_consistent(si: vim.ServiceInstance) -> None:
-    hosts = objs(si, vim.HostSystem)
-    for ds in objs(si, vim.Datastore).values():
+    hosts = objects_by_name(si, vim.HostSystem)
+    for ds in objects_by_name(si, vim.Datastore).values():
         mounted = {m.key.name for m in ds.host}
         seeing = {h.name for h in hosts.values() if ds in h.datastore}
         assert mounted == seeing and mounted, ds.name
@@ -85,10 +78,10 @@ def test_mount_lists_consistent(si: vim.ServiceInstance) -> None:
 
 
 def test_per_host_networks(si: vim.ServiceInstance) -> None:
-    for net in objs(si, vim.Network).values():
+    for net in objects_by_name(si, vim.Network).values():
         for h in net.host:
             assert net in h.network
-    for h in objs(si, vim.HostSystem).values():
+    for h in objects_by_name(si, vim.HostSystem).values():
         assert {n.name for n in h.network} == {"VM Network", "App Network"}
         assert {p.spec.name for p in h.config.network.portgroup} >= {"VM Network", "App Network"}
         assert [v.device for v in h.configManager.networkSystem.networkInfo.vnic] == ["vmk0", "vmk1"]
@@ -97,7 +90,7 @@ def test_per_host_networks(si: vim.ServiceInstance) -> None:
 
 
 def test_vm_guest_and_storage(si: vim.ServiceInstance) -> None:
-    vms = objs(si, vim.VirtualMachine)
+    vms = objects_by_name(si, vim.VirtualMachine)
     assert len(vms) == 12
     ips = {vm.guest.ipAddress for vm in vms.values() if vm.runtime.powerState == "poweredOn"}
     assert len(ips) == 11 and all(ip.startswith("127.0.10.") for ip in ips)
@@ -111,13 +104,13 @@ def test_vm_guest_and_storage(si: vim.ServiceInstance) -> None:
     assert any(f.type == "diskExtent" and f.size == 12 * GB for f in web.layoutEx.file)
     iso = vms["iso-01"]
     assert {d.name for d in iso.datastore} == {"nfs-01", "nfs-02"}
-    nfs1 = objs(si, vim.Datastore)["nfs-01"]
+    nfs1 = objects_by_name(si, vim.Datastore)["nfs-01"]
     assert nfs1.summary.freeSpace < nfs1.summary.capacity - 200 * GB
 
 
 def test_vmotion_nic_select_deselect(default_lab: lab.LabInfo) -> None:
     s = _connect(default_lab)
-    h = objs(s, vim.HostSystem)["esx-03.lab.local"]
+    h = objects_by_name(s, vim.HostSystem)["esx-03.lab.local"]
     nm = h.configManager.virtualNicManager
     assert nm.QueryNetConfig("vmotion").selectedVnic
     h.configManager.vmotionSystem.DeselectVnic()
@@ -177,7 +170,7 @@ def test_status_exports_and_refusal(default_lab: lab.LabInfo) -> None:
 
 def test_relocate_async_progress_and_bookkeeping(default_lab: lab.LabInfo) -> None:
     s = _connect(default_lab)
-    vms, hosts = objs(s, vim.VirtualMachine), objs(s, vim.HostSystem)
+    vms, hosts = objects_by_name(s, vim.VirtualMachine), objects_by_name(s, vim.HostSystem)
     vm, src, dst = vms["util-01"], hosts["esx-03.lab.local"], hosts["esx-01.lab.local"]
     lab.LabControl(default_lab).set_migration_seconds("util-01", 1.0)
     task = relocate(vm, host=dst)
@@ -195,8 +188,8 @@ def test_relocate_async_progress_and_bookkeeping(default_lab: lab.LabInfo) -> No
 @pytest.mark.parametrize("fmt", ["thin", "thick", "eagerzeroedthick"])
 def test_storage_move_each_format(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance], fmt: str) -> None:
     _, s = fresh_lab
-    vm = objs(s, vim.VirtualMachine)["app-02"]
-    nfs1, nfs2 = objs(s, vim.Datastore)["nfs-01"], objs(s, vim.Datastore)["nfs-02"]
+    vm = objects_by_name(s, vim.VirtualMachine)["app-02"]
+    nfs1, nfs2 = objects_by_name(s, vim.Datastore)["nfs-01"], objects_by_name(s, vim.Datastore)["nfs-02"]
     free1, free2 = nfs1.summary.freeSpace, nfs2.summary.freeSpace
     disks = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
     backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
@@ -220,8 +213,8 @@ def test_storage_move_each_format(fresh_lab: tuple[lab.LabInfo, vim.ServiceInsta
 
 def test_combined_move_nic_and_events(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
     _, s = fresh_lab
-    vms, hosts, dss = objs(s, vim.VirtualMachine), objs(s, vim.HostSystem), objs(s, vim.Datastore)
-    nets = objs(s, vim.Network)
+    vms, hosts, dss = objects_by_name(s, vim.VirtualMachine), objects_by_name(s, vim.HostSystem), objects_by_name(s, vim.Datastore)
+    nets = objects_by_name(s, vim.Network)
     vm, dst = vms["web-01"], hosts["esx-02.lab.local"]
     nic = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard)][0]
     nic.backing = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(
@@ -245,8 +238,8 @@ def test_combined_move_nic_and_events(fresh_lab: tuple[lab.LabInfo, vim.ServiceI
 
 def test_cold_move_event(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
     _, s = fresh_lab
-    vm = objs(s, vim.VirtualMachine)["build-01"]
-    WaitForTask(relocate(vm, host=objs(s, vim.HostSystem)["esx-03.lab.local"]))
+    vm = objects_by_name(s, vim.VirtualMachine)["build-01"]
+    WaitForTask(relocate(vm, host=objects_by_name(s, vim.HostSystem)["esx-03.lab.local"]))
     em = s.RetrieveContent().eventManager
     events = em.QueryEvents(vim.event.EventFilterSpec(
         entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"), maxCount=1000))
@@ -271,7 +264,7 @@ FAULTS = [
 
 def test_faults_and_checker(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
     _, s = fresh_lab
-    vms, hosts, dss = objs(s, vim.VirtualMachine), objs(s, vim.HostSystem), objs(s, vim.Datastore)
+    vms, hosts, dss = objects_by_name(s, vim.VirtualMachine), objects_by_name(s, vim.HostSystem), objects_by_name(s, vim.Datastore)
     checker = s.RetrieveContent().vmProvisioningChecker
     for vm_name, host, ds, fault in FAULTS:
         vm = vms[vm_name]
@@ -297,7 +290,7 @@ def test_faults_and_checker(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) 
 
 def test_missing_reference_is_a_fault(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
     _, s = fresh_lab
-    vm = objs(s, vim.VirtualMachine)["web-01"]
+    vm = objects_by_name(s, vim.VirtualMachine)["web-01"]
     ghost = vim.HostSystem("host-99999", s._stub)
     with pytest.raises(vmodl.fault.ManagedObjectNotFound):
         vm.RelocateVM_Task(spec=vim.vm.RelocateSpec(host=ghost))
@@ -310,7 +303,7 @@ def test_missing_reference_is_a_fault(fresh_lab: tuple[lab.LabInfo, vim.ServiceI
 def test_cancel_in_progress_and_injected(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
     info, s = fresh_lab
     ctl = lab.LabControl(info)
-    vms, hosts = objs(s, vim.VirtualMachine), objs(s, vim.HostSystem)
+    vms, hosts = objects_by_name(s, vim.VirtualMachine), objects_by_name(s, vim.HostSystem)
     vm = vms["web-02"]
     ctl.set_migration_seconds("web-02", 3)
     task = relocate(vm, host=hosts["esx-01.lab.local"])
@@ -329,7 +322,7 @@ def test_cancel_in_progress_and_injected(fresh_lab: tuple[lab.LabInfo, vim.Servi
 def test_controls(fresh_lab: tuple[lab.LabInfo, vim.ServiceInstance]) -> None:
     info, s = fresh_lab
     ctl = lab.LabControl(info)
-    hosts, vms = objs(s, vim.HostSystem), objs(s, vim.VirtualMachine)
+    hosts, vms = objects_by_name(s, vim.HostSystem), objects_by_name(s, vim.VirtualMachine)
     ctl.disconnect_host("esx-03.lab.local")
     assert hosts["esx-03.lab.local"].runtime.connectionState == "disconnected"
     ctl.reconnect_host("esx-03.lab.local")

@@ -19,7 +19,7 @@ from .devices import datastore_of_path
 from .errors import NotFound
 from .find import find_row
 from .fastsoap import no_gc
-from .properties import Records, container_view, namer, retrieve_objects, retrieve_view
+from .properties import Records, container_view, name_in, namer, retrieve_objects, retrieve_view
 
 VM_PATHS = [
     "name", "runtime.powerState", "runtime.host", "resourcePool", "datastore", "network",
@@ -162,10 +162,7 @@ def _moid(ref: Any) -> str | None:
 
 
 def _name(records: Records, ref: Any) -> str | None:
-    if ref is None:
-        return None
-    rec = records.get(ref._moId)
-    return rec.get("name") if rec else ref._moId
+    return name_in(records, ref._moId if ref is not None else None)
 
 
 def _cluster_of_host(records: Records) -> dict[str, str | None]:

@@ -41,14 +41,17 @@ def container_view(si: vim.ServiceInstance, container: vim.ManagedEntity | None,
             view.DestroyView()
 
 
+def name_in(records: Records, moid: str | None) -> str | None:
+    """The name in that object's record, the moid itself when it was not read, None for None."""
+    if moid is None:
+        return None
+    rec = records.get(moid)
+    return rec.get("name") if rec else moid
+
+
 def namer(records: Records) -> Callable[[str | None], str | None]:
-    """``name_of(moid)``: the name in that object's record, the moid itself when it was not read, None for None."""
-    def name_of(moid: str | None) -> str | None:
-        if moid is None:
-            return None
-        rec = records.get(moid)
-        return rec.get("name") if rec else moid
-    return name_of
+    """``name_of(moid)``: :func:`name_in` over ``records``."""
+    return functools.partial(name_in, records)
 
 
 def fast_enabled(si: vim.ServiceInstance) -> bool:

@@ -84,11 +84,27 @@ func buildInventory(ctx context.Context, svc *simulator.Service, s *Scenario, da
 }
 
 func (inv *inventory) addHost(ctx context.Context, s *Scenario, h HostSpec) error {
-	cl, ok := inv.clusters[h.Cluster]
-	if !ok {
-		return fmt.Errorf("host %s: unknown cluster %q", h.Name, h.Cluster)
+	var task *object.Task
+	var err error
+	if h.Cluster == "" { // standalone: the host gets its own ComputeResource in the datacenter's host folder
+		f, ok := inv.folders[h.Datacenter]
+		if !ok {
+			return fmt.Errorf("standalone host %s: unknown datacenter %q", h.Name, h.Datacenter)
+		}
+		task, err = f.HostFolder.AddStandaloneHost(ctx, types.HostConnectSpec{HostName: h.Name}, true, nil, nil)
+		inv.hostDC[h.Name] = h.Datacenter
+	} else {
+		cl, ok := inv.clusters[h.Cluster]
+		if !ok {
+			return fmt.Errorf("host %s: unknown cluster %q", h.Name, h.Cluster)
+		}
+		task, err = cl.AddHost(ctx, types.HostConnectSpec{HostName: h.Name}, true, nil, nil)
+		for _, c := range s.Clusters {
+			if c.Name == h.Cluster {
+				inv.hostDC[h.Name] = c.Datacenter
+			}
+		}
 	}
-	task, err := cl.AddHost(ctx, types.HostConnectSpec{HostName: h.Name}, true, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -97,11 +113,6 @@ func (inv *inventory) addHost(ctx context.Context, s *Scenario, h HostSpec) erro
 		return fmt.Errorf("host %s: %w", h.Name, err)
 	}
 	inv.hosts[h.Name] = object.NewHostSystem(inv.c, info.Result.(types.ManagedObjectReference))
-	for _, c := range s.Clusters {
-		if c.Name == h.Cluster {
-			inv.hostDC[h.Name] = c.Datacenter
-		}
-	}
 	return nil
 }
 
@@ -163,9 +174,44 @@ func (inv *inventory) addDatastore(ctx context.Context, d DSSpec, dataDir string
 	if err != nil {
 		return fmt.Errorf("datastore %s: %w", d.Name, err)
 	}
-	inv.dss[d.Name] = ds.Reference()
+	inv.dss[d.Name] = renameDatastore(ds.Reference(), host)
 	inv.dsDirs[d.Name] = dir
 	return nil
+}
+
+// renameDatastore gives a datastore just created on host a vCenter moid, datastore-NN, in place of
+// the simulator's path-like one, and updates every reference made to it so far (its folder, the
+// datacenter, the host, its datastore system and compute resource, its browser).
+func renameDatastore(old types.ManagedObjectReference, host *object.HostSystem) types.ManagedObjectReference {
+	ds := simulator.Map.Get(old).(*simulator.Datastore)
+	simulator.Map.Remove(old)
+	simulator.Map.NewEntity(ds)
+	ref := ds.Self
+	ds.Summary.Datastore = &ref
+	simulator.Map.Put(ds)
+	swap := func(list []types.ManagedObjectReference) {
+		for i := range list {
+			if list[i] == old {
+				list[i] = ref
+			}
+		}
+	}
+	folder := simulator.Map.Get(*ds.Parent).(*simulator.Folder)
+	swap(folder.ChildEntity)
+	for _, e := range simulator.Map.All("Datacenter") {
+		swap(e.(*simulator.Datacenter).Datastore)
+	}
+	h := simulator.Map.Get(host.Reference()).(*simulator.HostSystem)
+	dss := simulator.Map.Get(*h.ConfigManager.DatastoreSystem).(*simulator.HostDatastoreSystem)
+	swap(dss.Datastore)
+	swap(h.Datastore)
+	if _, cr := computeResourceOf(h); cr != nil {
+		swap(cr.Datastore)
+	}
+	if b, ok := simulator.Map.Get(ds.Browser).(*simulator.HostDatastoreBrowser); ok {
+		swap(b.Datastore)
+	}
+	return ref
 }
 
 func (inv *inventory) addVM(ctx context.Context, v VMSpec) error {
@@ -214,8 +260,10 @@ func (inv *inventory) addVM(ctx context.Context, v VMSpec) error {
 		devices = append(devices, disk)
 	}
 	if v.Cdrom != nil {
-		ide, _ := devices.CreateIDEController()
-		cd, _ := devices.CreateCdrom(ide.(*types.VirtualIDEController))
+		// on the VM's stock first IDE controller (key 200), as vCenter places a CD drive
+		ide := &types.VirtualIDEController{VirtualController: types.VirtualController{
+			VirtualDevice: types.VirtualDevice{Key: 200}}}
+		cd, _ := devices.CreateCdrom(ide)
 		switch v.Cdrom.Type {
 		case "iso":
 			iso := fmt.Sprintf("[%s] %s", v.Cdrom.Datastore, v.Cdrom.Path)
@@ -231,7 +279,7 @@ func (inv *inventory) addVM(ctx context.Context, v VMSpec) error {
 				VirtualDeviceRemoteDeviceBackingInfo: types.VirtualDeviceRemoteDeviceBackingInfo{DeviceName: ""}}
 		}
 		cd.Connectable = &types.VirtualDeviceConnectInfo{StartConnected: true, Connected: true}
-		devices = append(devices, ide, cd)
+		devices = append(devices, cd)
 	}
 	for _, n := range v.Nics {
 		nic, err := devices.CreateEthernetCard("vmxnet3", &types.VirtualEthernetCardNetworkBackingInfo{
@@ -244,6 +292,7 @@ func (inv *inventory) addVM(ctx context.Context, v VMSpec) error {
 	if spec.DeviceChange, err = devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd); err != nil {
 		return err
 	}
+	setDeviceLabels(devices)
 	task, err := folders.VmFolder.CreateVM(ctx, spec, pool, host)
 	if err != nil {
 		return err
@@ -260,4 +309,30 @@ func (inv *inventory) addVM(ctx context.Context, v VMSpec) error {
 		}
 	}
 	return nil
+}
+
+// setDeviceLabels names the devices as vCenter does: "SCSI controller 0", "Hard disk 1",
+// "CD/DVD drive 1", "Network adapter 1" (the simulator keeps a label it is given).
+func setDeviceLabels(devices object.VirtualDeviceList) {
+	count := map[string]int{}
+	for _, d := range devices {
+		var label string
+		switch d.(type) {
+		case types.BaseVirtualSCSIController:
+			label = fmt.Sprintf("SCSI controller %d", count["scsi"])
+			count["scsi"]++
+		case *types.VirtualDisk:
+			count["disk"]++
+			label = fmt.Sprintf("Hard disk %d", count["disk"])
+		case *types.VirtualCdrom:
+			count["cdrom"]++
+			label = fmt.Sprintf("CD/DVD drive %d", count["cdrom"])
+		case types.BaseVirtualEthernetCard:
+			count["nic"]++
+			label = fmt.Sprintf("Network adapter %d", count["nic"])
+		default:
+			continue
+		}
+		d.GetVirtualDevice().DeviceInfo = &types.Description{Label: label}
+	}
 }

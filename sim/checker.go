@@ -27,18 +27,18 @@ func (c *ProvisioningChecker) CheckRelocateTask(req *types.CheckRelocate_Task) s
 	}
 	task := simulator.CreateTask(c, "checkRelocate", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
 		res := types.CheckResult{Vm: &vm.Self, Host: &r.dstHost.Self}
-		for _, f := range allFaults(r) {
+		for _, f := range allFaults(r, req.TestType) {
 			res.Error = append(res.Error, *localized(f))
 		}
 		lab.mu.Lock()
 		other, busy := lab.running[vm.Self.Value]
 		lab.mu.Unlock()
-		if busy {
+		if busy && wanted(req.TestType, "sourceTests") {
 			// the fault names the running task: a reference without a type breaks clients
 			res.Error = append(res.Error, *localized(withMessage(&types.TaskInProgress{Task: other.task.Self},
 				"Another task is already in progress on virtual machine %s", vm.Name)))
 		}
-		for _, w := range checkWarnings(r) {
+		for _, w := range checkWarnings(r, req.TestType) {
 			res.Warning = append(res.Warning, *localized(w))
 		}
 		return types.ArrayOfCheckResult{CheckResult: []types.CheckResult{res}}, nil
@@ -50,9 +50,9 @@ func (c *ProvisioningChecker) CheckRelocateTask(req *types.CheckRelocate_Task) s
 }
 
 // checkWarnings are non-fatal: vCenter warns that a powered-off VM moves cold (no live migration).
-func checkWarnings(r *relocation) []types.BaseMethodFault {
+func checkWarnings(r *relocation, testTypes []string) []types.BaseMethodFault {
 	var w []types.BaseMethodFault
-	if !r.poweredOn {
+	if !r.poweredOn && wanted(testTypes, "sourceTests") {
 		w = append(w, withMessage(&types.MigrationFault{},
 			"The virtual machine %s is powered off: this is a cold migration.", r.vm.Name))
 	}

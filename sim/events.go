@@ -7,6 +7,7 @@ import (
 	"context"
 
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -37,16 +38,23 @@ func fixEventTemplates() {
 	m.Description.EventInfo = infos
 }
 
-// postEvents posts events as the lab user, holding the event manager's lock.
-func postEvents(events ...types.BaseEvent) {
+// postEvents posts events as the lab user, holding the event manager's lock. With chain != 0 each
+// event joins that chain (vCenter gives every event of a task the chainId of its first event);
+// with chain == 0 the first event starts a chain that the others join. It returns the chain id.
+func postEvents(chain int32, events ...types.BaseEvent) int32 {
 	m := simulator.Map.EventManager()
 	ctx := &simulator.Context{Context: context.Background(), Map: simulator.Map,
 		Session: &simulator.Session{UserSession: types.UserSession{UserName: lab.user}}}
 	simulator.Map.WithLock(m, func() {
 		for _, e := range events {
 			m.PostEvent(ctx, &types.PostEvent{EventToPost: e})
+			if chain == 0 {
+				chain = e.GetEvent().Key
+			}
+			e.GetEvent().ChainId = chain // PostEvent starts a chain per event
 		}
 	})
+	return chain
 }
 
 func hostArg(h *simulator.HostSystem) *types.HostEventArgument {
@@ -63,13 +71,13 @@ func dsArg(ref types.ManagedObjectReference) *types.DatastoreEventArgument {
 
 // vmEvent is the common part of a VM event: the VM, its host, compute resource and datacenter.
 func vmEvent(vm *simulator.VirtualMachine, host *simulator.HostSystem) types.VmEvent {
-	cl := simulator.Map.Get(*host.Parent).(*simulator.ClusterComputeResource)
+	_, cr := computeResourceOf(host)
 	dc := datacenterOf(host)
 	return types.VmEvent{Event: types.Event{
 		Datacenter: &types.DatacenterEventArgument{Datacenter: dc.Self,
 			EntityEventArgument: types.EntityEventArgument{Name: dc.Name}},
-		ComputeResource: &types.ComputeResourceEventArgument{ComputeResource: cl.Self,
-			EntityEventArgument: types.EntityEventArgument{Name: cl.Name}},
+		ComputeResource: &types.ComputeResourceEventArgument{ComputeResource: cr.Self,
+			EntityEventArgument: types.EntityEventArgument{Name: cr.Name}},
 		Host: hostArg(host),
 		Vm:   &types.VmEventArgument{Vm: vm.Self, EntityEventArgument: types.EntityEventArgument{Name: vm.Name}},
 	}}
@@ -83,6 +91,8 @@ func datacenterOf(h *simulator.HostSystem) *simulator.Datacenter {
 		case *simulator.Datacenter:
 			return obj
 		case *simulator.ClusterComputeResource:
+			ref = obj.Parent
+		case *mo.ComputeResource:
 			ref = obj.Parent
 		case *simulator.Folder:
 			ref = obj.Parent

@@ -13,31 +13,56 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-var relocationChecks = []func(r *relocation) types.BaseMethodFault{
-	targetConnected,
-	targetNotInMaintenance,
-	vmotionNics,
-	datastoresVisible,
-	isoVisible,
-	freeSpace,
-	cpuCompatible,
-	hostBoundDevices,
-	portGroupsPresent,
+// relocationCheck is one cause of failure and the CheckRelocate_Task test type that covers it
+// (CheckTestType: sourceTests, hostTests, resourcePoolTests, datastoreTests, networkTests).
+type relocationCheck struct {
+	testType string
+	check    func(r *relocation) types.BaseMethodFault
+}
+
+var relocationChecks = []relocationCheck{
+	{"hostTests", targetConnected},
+	{"hostTests", targetNotInMaintenance},
+	{"resourcePoolTests", poolOfTargetHost},
+	{"hostTests", vmotionNics},
+	{"datastoreTests", datastoresVisible},
+	{"datastoreTests", isoVisible},
+	{"datastoreTests", freeSpace},
+	{"hostTests", cpuCompatible},
+	{"sourceTests", hostBoundDevices},
+	{"networkTests", portGroupsPresent},
 }
 
 func firstFault(r *relocation) types.BaseMethodFault {
-	for _, check := range relocationChecks {
-		if f := check(r); f != nil {
+	for _, c := range relocationChecks {
+		if f := c.check(r); f != nil {
 			return f
 		}
 	}
 	return nil
 }
 
-func allFaults(r *relocation) []types.BaseMethodFault {
+// wanted tells whether test type t is asked for (no test types: all of them, as vCenter does).
+func wanted(testTypes []string, t string) bool {
+	if len(testTypes) == 0 {
+		return true
+	}
+	for _, x := range testTypes {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// allFaults runs the checks of the given test types and returns every fault.
+func allFaults(r *relocation, testTypes []string) []types.BaseMethodFault {
 	var faults []types.BaseMethodFault
-	for _, check := range relocationChecks {
-		if f := check(r); f != nil {
+	for _, c := range relocationChecks {
+		if !wanted(testTypes, c.testType) {
+			continue
+		}
+		if f := c.check(r); f != nil {
 			faults = append(faults, f)
 		}
 	}
@@ -63,6 +88,22 @@ func targetNotInMaintenance(r *relocation) types.BaseMethodFault {
 	}
 	return withMessage(&types.InvalidHostState{Host: &h.Self},
 		"The operation is not allowed in the current state of the host %s: it is in maintenance mode.", h.Name)
+}
+
+// poolOfTargetHost: a resource pool given with the move must belong to the target host's compute
+// resource (its cluster, or the standalone host's own); vCenter answers InvalidArgument on "pool".
+func poolOfTargetHost(r *relocation) types.BaseMethodFault {
+	if r.spec.Pool == nil {
+		return nil
+	}
+	owner, _ := poolOwner(*r.spec.Pool)
+	if owner == *r.dstHost.Parent {
+		return nil
+	}
+	pool := simulator.Map.Get(*r.spec.Pool).(*simulator.ResourcePool)
+	return withMessage(&types.InvalidArgument{InvalidProperty: "pool"},
+		"A specified parameter was not correct: pool. The resource pool %s (%s) does not belong to the compute resource of the host %s.",
+		pool.Name, pool.Self.Value, r.dstHost.Name)
 }
 
 func vmotionNics(r *relocation) types.BaseMethodFault {

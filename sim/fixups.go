@@ -20,6 +20,7 @@ func applyFixups(inv *inventory, s *Scenario) {
 		fixHost(inv, s, h)
 	}
 	fixNetworks(inv, s)
+	fixPools()
 	for _, v := range s.VMs {
 		fixVM(inv, v)
 	}
@@ -50,6 +51,7 @@ func fixHost(inv *inventory, s *Scenario, spec HostSpec) {
 	h.Hardware = &hw
 	h.Summary.Hardware.CpuModel = spec.CPUModel
 	h.Summary.MaxEVCModeKey = spec.MaxEVCMode
+	h.Summary.CurrentEVCModeKey = "" // a standalone host has no EVC mode
 	for _, cl := range s.Clusters {
 		if cl.Name == spec.Cluster {
 			h.Summary.CurrentEVCModeKey = cl.EVCMode
@@ -63,11 +65,34 @@ func fixHost(inv *inventory, s *Scenario, spec HostSpec) {
 	}
 	h.Runtime.InMaintenanceMode = spec.MaintenanceMode
 	setupVnics(h, spec.Vmks)
+	fixHostManagers(h)
+	browseDatastores(h)
+}
+
+// fixPools gives every resource pool its own summary and config naming itself (the stock pools share
+// one summary whose config.entity is the ESXi-local "ha-root-pool", an object that does not exist).
+func fixPools() {
+	for _, e := range simulator.Map.All("ResourcePool") {
+		p := e.(*simulator.ResourcePool)
+		self := p.Self
+		if p.Summary != nil {
+			summary := *p.Summary.GetResourcePoolSummary()
+			summary.Name = p.Name
+			summary.Config.Entity = &self
+			p.Summary = &summary
+		}
+		p.Config.Entity = &self
+	}
 }
 
 // fixNetworks links each port group's Network to exactly the hosts that have it (the stock model
 // gives every host the same list and leaves network.host empty).
 func fixNetworks(inv *inventory, s *Scenario) {
+	for _, spec := range s.Hosts { // a standalone host's compute resource starts with the stock network
+		if cr, standalone := simulator.Map.Get(*hostObj(inv, spec.Name).Parent).(*mo.ComputeResource); standalone {
+			cr.Network = nil
+		}
+	}
 	for dcName, dc := range inv.dcs {
 		d := simulator.Map.Get(dc.Reference()).(*simulator.Datacenter)
 		nets := map[string]*mo.Network{}
@@ -109,9 +134,10 @@ func fixNetworks(inv *inventory, s *Scenario) {
 			ns := simulator.Map.Get(*h.ConfigManager.NetworkSystem).(*simulator.HostNetworkSystem)
 			ns.NetworkInfo.Portgroup = pgs
 			ns.NetworkInfo.Vswitch[0].Portgroup = names
-			cl := simulator.Map.Get(*h.Parent).(*simulator.ClusterComputeResource)
-			for _, ref := range h.Network {
-				simulator.Map.AddReference(cl, &cl.Network, ref)
+			if obj, cr := computeResourceOf(h); obj != nil {
+				for _, ref := range h.Network {
+					simulator.Map.AddReference(obj, &cr.Network, ref)
+				}
 			}
 		}
 		if n, ok := nets["VM Network"]; ok && !used["VM Network"] {
@@ -164,6 +190,11 @@ func removeNetwork(d *simulator.Datacenter, n *mo.Network) {
 		cl := e.(*simulator.ClusterComputeResource)
 		simulator.RemoveReference(&cl.Network, n.Self)
 	}
+	for _, e := range simulator.Map.All("ComputeResource") {
+		if cr, ok := e.(*mo.ComputeResource); ok {
+			simulator.RemoveReference(&cr.Network, n.Self)
+		}
+	}
 	simulator.Map.Remove(n.Self)
 }
 
@@ -192,8 +223,9 @@ func fixDatastores(inv *inventory, s *Scenario) {
 			dss := simulator.Map.Get(*h.ConfigManager.DatastoreSystem).(*simulator.HostDatastoreSystem)
 			simulator.Map.AddReference(dss, &dss.Datastore, ref)
 			h.Datastore = dss.Datastore
-			cl := simulator.Map.Get(*h.Parent).(*simulator.ClusterComputeResource)
-			simulator.Map.AddReference(cl, &cl.Datastore, ref)
+			if obj, cr := computeResourceOf(h); obj != nil {
+				simulator.Map.AddReference(obj, &cr.Datastore, ref)
+			}
 		}
 		ds.Summary.Type = spec.Type
 		ds.Summary.MultipleHostAccess = types.NewBool(len(spec.Hosts) > 1)

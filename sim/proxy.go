@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync/atomic"
 
 	"github.com/vmware/govmomi/simulator"
@@ -25,7 +26,11 @@ var (
 )
 
 // proxied lists the methods the lab implements itself, by the type of object they are called on.
-var proxied = map[string]string{"RelocateVM_Task": "VirtualMachine", "CancelTask": "Task"}
+var proxied = map[string]string{
+	"RelocateVM_Task": "VirtualMachine", "CancelTask": "Task",
+	"RefreshStorageInfo": "VirtualMachine", "RefreshDatastore": "Datastore",
+	"RefreshDatastoreStorageInfo": "Datastore", "QueryEvents": "EventManager",
+}
 
 // labProxy stands in for target while one of the proxied methods runs.
 type labProxy struct {
@@ -59,6 +64,31 @@ func (p *labProxy) CancelTask(req *types.CancelTask) soap.HasFault {
 	return &methods.CancelTaskBody{Res: &types.CancelTaskResponse{}}
 }
 
+// RefreshStorageInfo recomputes the VM's storage figures from the lab's model (the stock one
+// re-reads the simulator's empty files and loses the vmx, nvram, log, swap and disk sizes).
+func (p *labProxy) RefreshStorageInfo(req *types.RefreshStorageInfo) soap.HasFault {
+	vm, ok := simulator.Map.Get(p.target).(*simulator.VirtualMachine)
+	if !ok {
+		f := notFound(p.target)
+		return &methods.RefreshStorageInfoBody{Fault_: simulator.Fault(messageOf(f), f)}
+	}
+	simulator.Map.WithLock(vm, func() { recomputeVM(vm, true) })
+	recomputeDatastores(true)
+	return &methods.RefreshStorageInfoBody{Res: &types.RefreshStorageInfoResponse{}}
+}
+
+// RefreshDatastore and RefreshDatastoreStorageInfo recompute free space from the lab's model
+// (the stock ones answer an empty body and take free space from the machine's disk).
+func (p *labProxy) RefreshDatastore(req *types.RefreshDatastore) soap.HasFault {
+	recomputeDatastores(true)
+	return &methods.RefreshDatastoreBody{Res: &types.RefreshDatastoreResponse{}}
+}
+
+func (p *labProxy) RefreshDatastoreStorageInfo(req *types.RefreshDatastoreStorageInfo) soap.HasFault {
+	recomputeDatastores(true)
+	return &methods.RefreshDatastoreStorageInfoBody{Res: &types.RefreshDatastoreStorageInfoResponse{}}
+}
+
 // soapMiddleware counts SOAP calls and reroutes the proxied ones.
 func soapMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -73,15 +103,44 @@ func soapMiddleware(next http.Handler) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		method := ""
 		if m := methodRe.FindSubmatch(body); m != nil {
-			if kind, ok := proxied[string(m[1])]; ok {
-				body = reroute(body, string(m[1]), kind)
-			}
+			method = string(m[1])
+		}
+		if kind, ok := proxied[method]; ok {
+			body = reroute(body, method, kind)
 		}
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
+		if method == "Fetch" {
+			fetch(next, w, req)
+			return
+		}
 		next.ServeHTTP(w, req)
 	})
+}
+
+// emptyFetch is vCenter's answer to Fetch (pyvmomi's property read) of an unset property: no value.
+const emptyFetch = `<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><FetchResponse xmlns="urn:vim25"></FetchResponse></soapenv:Body></soapenv:Envelope>`
+
+// fetch serves a Fetch call. The stock collector indexes an empty result when the property is
+// unset (a VM's snapshot, a host's networkConfig) and panics, which drops the client's
+// connection; that case is answered with no value, as vCenter does. The panic happens before
+// anything is written, and the simulator releases its locks with defer.
+func fetch(next http.Handler, w http.ResponseWriter, req *http.Request) {
+	defer func() {
+		if r := recover(); r != nil {
+			if err, ok := r.(error); ok && strings.Contains(err.Error(), "index out of range") {
+				w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+				w.WriteHeader(http.StatusOK)
+				_, _ = io.WriteString(w, emptyFetch)
+				return
+			}
+			panic(r)
+		}
+	}()
+	next.ServeHTTP(w, req)
 }
 
 // reroute points <_this> at the proxy for (method, target) when the target exists (a missing one

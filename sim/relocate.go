@@ -13,6 +13,7 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -36,6 +37,7 @@ type relocation struct {
 	nics             []*types.VirtualDeviceConfigSpec // edits of NICs (new port group)
 	poweredOn        bool
 	task             *simulator.Task
+	chain            int32 // the event chain of the task (its TaskEvent's key)
 	canceled         atomic.Bool
 }
 
@@ -73,13 +75,19 @@ func newRelocation(vm *simulator.VirtualMachine, spec types.VirtualMachineReloca
 	}
 	r.dstPool = *vm.ResourcePool
 	if spec.Pool != nil {
-		if _, ok := simulator.Map.Get(*spec.Pool).(*simulator.ResourcePool); !ok {
+		owner, ok := poolOwner(*spec.Pool)
+		if !ok {
 			return nil, notFound(*spec.Pool)
 		}
 		r.dstPool = *spec.Pool
+		// a pool without a host: a standalone host's pool names its host (API reference, spec.host)
+		if cr, standalone := simulator.Map.Get(owner).(*mo.ComputeResource); standalone && spec.Host == nil && len(cr.Host) == 1 {
+			r.dstHost = simulator.Map.Get(cr.Host[0]).(*simulator.HostSystem)
+		}
 	} else if r.hostChange() && *r.dstHost.Parent != *r.srcHost.Parent {
-		cl := simulator.Map.Get(*r.dstHost.Parent).(*simulator.ClusterComputeResource)
-		r.dstPool = *cl.ResourcePool
+		// no pool for another compute resource: the lab takes its root pool (see sim/README.md)
+		_, cr := computeResourceOf(r.dstHost)
+		r.dstPool = *cr.ResourcePool
 	}
 	r.homeFrom = dsName(vm.Config.Files.VmPathName)
 	r.homeTo = r.homeFrom
@@ -136,6 +144,7 @@ func startRelocation(vm *simulator.VirtualMachine, req *types.RelocateVM_Task) s
 	r.task.Info.DescriptionId = "VirtualMachine.relocate"
 	r.task.Info.EntityName = vm.Name
 	r.task.Info.Reason = &types.TaskReasonUser{UserName: lab.user}
+	r.task.Info.Cancelable = true // until it ends (CancelTask works while queued or running)
 	rememberTask(vm, r.task.Self)
 
 	lab.mu.Lock()
@@ -202,7 +211,8 @@ func (r *relocation) finish(fault types.BaseMethodFault, postFailure bool) {
 		delete(lab.running, r.vm.Self.Value)
 	}
 	lab.mu.Unlock()
-	changes := []types.PropertyChange{{Name: "info.completeTime", Val: time.Now()}}
+	changes := []types.PropertyChange{{Name: "info.completeTime", Val: time.Now()},
+		{Name: "info.cancelable", Val: false}}
 	if fault == nil {
 		changes = append(changes, types.PropertyChange{Name: "info.progress", Val: int32(100)},
 			types.PropertyChange{Name: "info.state", Val: types.TaskInfoStateSuccess})
@@ -228,7 +238,8 @@ func (r *relocation) apply() {
 		for _, m := range r.disks {
 			b := diskBacking(m.disk)
 			b.FileName = moveFile(b.FileName, m.to)
-			b.Datastore = &m.toRef
+			ref := m.toRef // its own copy: the loop variable is shared by every disk
+			b.Datastore = &ref
 			b.ThinProvisioned = types.NewBool(m.thin)
 			b.EagerlyScrub = types.NewBool(m.eager)
 		}
@@ -313,7 +324,7 @@ func moveNic(vm *simulator.VirtualMachine, c *types.VirtualDeviceConfigSpec) {
 // postStart posts the TaskEvent and VmBeingHotMigratedEvent / VmBeingRelocatedEvent.
 func (r *relocation) postStart() {
 	base := vmEvent(r.vm, r.srcHost)
-	te := &types.TaskEvent{Event: base.Event, Info: r.task.Info}
+	te := &types.TaskEvent{Event: base.Event}
 	var ds *types.DatastoreEventArgument
 	if ref, ok := lab.dsByName[r.homeTo]; ok {
 		ds = dsArg(ref)
@@ -326,7 +337,11 @@ func (r *relocation) postStart() {
 		start = &types.VmBeingRelocatedEvent{VmRelocateSpecEvent: types.VmRelocateSpecEvent{VmEvent: base},
 			DestHost: *hostArg(r.dstHost), DestDatacenter: base.Datacenter, DestDatastore: ds}
 	}
-	postEvents(te, start)
+	simulator.Map.WithLock(r.task, func() { te.Info = r.task.Info })
+	r.chain = postEvents(0, te)
+	te.Info.EventChainId = r.chain
+	r.updateTask(types.PropertyChange{Name: "info.eventChainId", Val: r.chain})
+	postEvents(r.chain, start)
 }
 
 // postDone posts VmMigratedEvent for a host change and VmRelocatedEvent for a datastore change or a
@@ -346,18 +361,18 @@ func (r *relocation) postDone() {
 		events = append(events, &types.VmRelocatedEvent{VmRelocateSpecEvent: types.VmRelocateSpecEvent{VmEvent: base},
 			SourceHost: *hostArg(r.srcHost), SourceDatacenter: base.Datacenter, SourceDatastore: src})
 	}
-	postEvents(events...)
+	postEvents(r.chain, events...)
 }
 
 // postFailed posts VmFailedMigrateEvent (host change) or VmRelocateFailedEvent.
 func (r *relocation) postFailed(fault types.BaseMethodFault) {
 	base := vmEvent(r.vm, r.srcHost)
 	if r.hostChange() {
-		postEvents(&types.VmFailedMigrateEvent{VmEvent: base, DestHost: *hostArg(r.dstHost),
+		postEvents(r.chain, &types.VmFailedMigrateEvent{VmEvent: base, DestHost: *hostArg(r.dstHost),
 			Reason: *localized(fault), DestDatacenter: base.Datacenter})
 		return
 	}
-	postEvents(&types.VmRelocateFailedEvent{VmRelocateSpecEvent: types.VmRelocateSpecEvent{VmEvent: base},
+	postEvents(r.chain, &types.VmRelocateFailedEvent{VmRelocateSpecEvent: types.VmRelocateSpecEvent{VmEvent: base},
 		DestHost: *hostArg(r.dstHost), Reason: *localized(fault), DestDatacenter: base.Datacenter})
 }
 

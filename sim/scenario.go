@@ -47,7 +47,8 @@ func (v VmkSpec) hasUplinks() bool { return v.Uplinks == nil || *v.Uplinks }
 
 type HostSpec struct {
 	Name            string    `json:"name"`
-	Cluster         string    `json:"cluster"`
+	Cluster         string    `json:"cluster"`    // "" = a standalone host (its own compute resource)
+	Datacenter      string    `json:"datacenter"` // a standalone host's datacenter (else the cluster's)
 	CPUVendor       string    `json:"cpu_vendor"` // intel | amd
 	CPUModel        string    `json:"cpu_model"`
 	MaxEVCMode      string    `json:"max_evc_mode"`

@@ -152,6 +152,7 @@ func recomputeDatastores(notify bool) {
 			vms[ref.Value] = append(vms[ref.Value], vm.Self)
 		}
 	}
+	now := time.Now()
 	for _, ref := range lab.dsByName {
 		ds := simulator.Map.Get(ref).(*simulator.Datastore)
 		update := func() {
@@ -166,9 +167,11 @@ func recomputeDatastores(notify bool) {
 			info := ds.Info.GetDatastoreInfo()
 			info.FreeSpace = free
 			info.MaxFileSize = free
+			info.MaxMemoryFileSize = free
+			info.Timestamp = &now
 			if notify {
 				simulator.Map.Update(ds, []types.PropertyChange{
-					{Name: "summary", Val: summary}, {Name: "vm", Val: vms[ref.Value]}})
+					{Name: "summary", Val: summary}, {Name: "vm", Val: vms[ref.Value]}, {Name: "info", Val: ds.Info}})
 			} else {
 				ds.Summary, ds.Vm = summary, vms[ref.Value]
 			}

@@ -15,7 +15,25 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-var nicTypes = []string{"management", "vmotion"}
+// nicTypes are the VMkernel services an ESXi host offers (HostVirtualNicManagerNicType, API 7.0).
+var nicTypes = []string{
+	string(types.HostVirtualNicManagerNicTypeManagement), string(types.HostVirtualNicManagerNicTypeVmotion),
+	string(types.HostVirtualNicManagerNicTypeVSphereProvisioning),
+	string(types.HostVirtualNicManagerNicTypeFaultToleranceLogging),
+	string(types.HostVirtualNicManagerNicTypeVSphereReplication),
+	string(types.HostVirtualNicManagerNicTypeVSphereReplicationNFC), string(types.HostVirtualNicManagerNicTypeVsan),
+	string(types.HostVirtualNicManagerNicTypeVsanWitness), string(types.HostVirtualNicManagerNicTypeVSphereBackupNFC),
+	string(types.HostVirtualNicManagerNicTypePtp),
+}
+
+func knownNicType(t string) bool {
+	for _, n := range nicTypes {
+		if n == t {
+			return true
+		}
+	}
+	return false
+}
 
 func vnicKey(device string) string { return "key-vim.host.VirtualNic-" + device }
 
@@ -134,11 +152,16 @@ func (s *HostVMotionSystem) DeselectVnic(req *types.DeselectVnic) soap.HasFault 
 	return &methods.DeselectVnicBody{Res: &types.DeselectVnicResponse{}}
 }
 
-// HostVirtualNicManager implements configManager.virtualNicManager (nic types management, vmotion;
-// management selection is reported but only vmotion changes have an effect in the lab).
+// HostVirtualNicManager implements configManager.virtualNicManager for every nic type. vmotion
+// selects one adapter (and keeps config.vmotion and summary.config.vmotionEnabled in step); the
+// other services add or remove an adapter from their selection.
 type HostVirtualNicManager struct {
 	mo.HostVirtualNicManager
 	host *simulator.HostSystem
+}
+
+func badNicType(t string) *soap.Fault {
+	return simulator.Fault("unknown nicType "+t, &types.InvalidArgument{InvalidProperty: "nicType"})
 }
 
 func (m *HostVirtualNicManager) QueryNetConfig(req *types.QueryNetConfig) soap.HasFault {
@@ -148,23 +171,68 @@ func (m *HostVirtualNicManager) QueryNetConfig(req *types.QueryNetConfig) soap.H
 			return &methods.QueryNetConfigBody{Res: &types.QueryNetConfigResponse{Returnval: &c}}
 		}
 	}
-	return &methods.QueryNetConfigBody{Fault_: simulator.Fault("unknown nicType "+req.NicType,
-		&types.InvalidArgument{InvalidProperty: "nicType"})}
+	return &methods.QueryNetConfigBody{Fault_: badNicType(req.NicType)}
 }
 
 func (m *HostVirtualNicManager) SelectVnicForNicType(req *types.SelectVnicForNicType) soap.HasFault {
-	if req.NicType != "vmotion" {
-		return &methods.SelectVnicForNicTypeBody{Res: &types.SelectVnicForNicTypeResponse{}}
+	if !knownNicType(req.NicType) {
+		return &methods.SelectVnicForNicTypeBody{Fault_: badNicType(req.NicType)}
 	}
-	if f := setVmotionVnic(m.host, deviceOf(req.Device)); f != nil {
+	var f types.BaseMethodFault
+	if req.NicType == "vmotion" {
+		f = setVmotionVnic(m.host, deviceOf(req.Device))
+	} else {
+		f = setServiceVnic(m.host, req.NicType, deviceOf(req.Device), true)
+	}
+	if f != nil {
 		return &methods.SelectVnicForNicTypeBody{Fault_: simulator.Fault("", f)}
 	}
 	return &methods.SelectVnicForNicTypeBody{Res: &types.SelectVnicForNicTypeResponse{}}
 }
 
 func (m *HostVirtualNicManager) DeselectVnicForNicType(req *types.DeselectVnicForNicType) soap.HasFault {
+	if !knownNicType(req.NicType) {
+		return &methods.DeselectVnicForNicTypeBody{Fault_: badNicType(req.NicType)}
+	}
 	if req.NicType == "vmotion" {
 		_ = setVmotionVnic(m.host, "")
+	} else if f := setServiceVnic(m.host, req.NicType, deviceOf(req.Device), false); f != nil {
+		return &methods.DeselectVnicForNicTypeBody{Fault_: simulator.Fault("", f)}
 	}
 	return &methods.DeselectVnicForNicTypeBody{Res: &types.DeselectVnicForNicTypeResponse{}}
+}
+
+// setServiceVnic adds (on) or removes the adapter device from the selection of nicType.
+func setServiceVnic(h *simulator.HostSystem, nicType, device string, on bool) types.BaseMethodFault {
+	found := false
+	for _, v := range h.Config.Network.Vnic {
+		found = found || v.Device == device
+	}
+	if !found {
+		return &types.InvalidArgument{InvalidProperty: "device"}
+	}
+	key := nicType + "." + vnicKey(device)
+	simulator.Map.WithLock(h, func() {
+		info := &types.HostVirtualNicManagerInfo{}
+		for _, c := range h.Config.VirtualNicManagerInfo.NetConfig {
+			if c.NicType == nicType {
+				var sel []string
+				for _, k := range c.SelectedVnic {
+					if k != key {
+						sel = append(sel, k)
+					}
+				}
+				if on {
+					sel = append(sel, key)
+				}
+				c.SelectedVnic = sel
+			}
+			info.NetConfig = append(info.NetConfig, c)
+		}
+		simulator.Map.Update(h, []types.PropertyChange{{Name: "config.virtualNicManagerInfo", Val: info}})
+		if nm, ok := simulator.Map.Get(*h.ConfigManager.VirtualNicManager).(*HostVirtualNicManager); ok {
+			simulator.Map.Update(nm, []types.PropertyChange{{Name: "info", Val: *info}})
+		}
+	})
+	return nil
 }

@@ -161,19 +161,16 @@ func isoVisible(r *relocation) types.BaseMethodFault {
 }
 
 // freeSpace: a disk copied to another datastore needs its committed size there (thin) or its
-// full size (thick); converting thin to thick in place needs the difference.
+// full size (thick); a disk that stays needs nothing (its format does not change).
 func freeSpace(r *relocation) types.BaseMethodFault {
 	need := map[string]int64{}
 	for _, d := range r.disks {
-		used := diskCommitted(r.vm.Self.Value, d.disk)
 		size := d.disk.CapacityInBytes
 		if d.thin {
 			size = lab.diskUsed[diskKey{r.vm.Self.Value, d.disk.Key}]
 		}
 		if d.from != d.to {
 			need[d.to] += size
-		} else if size > used {
-			need[d.to] += size - used
 		}
 	}
 	if r.homeFrom != r.homeTo {

@@ -48,7 +48,7 @@ func (r *relocation) dsChange() bool {
 		return true
 	}
 	for _, d := range r.disks {
-		if d.from != d.to || d.thin != isThin(d.disk) {
+		if d.from != d.to {
 			return true
 		}
 	}
@@ -115,7 +115,9 @@ func newRelocation(vm *simulator.VirtualMachine, spec types.VirtualMachineReloca
 				return nil, notFound(loc.Datastore)
 			}
 			m.to = ds.Name
-			if fb, ok := loc.DiskBackingInfo.(*types.VirtualDiskFlatVer2BackingInfo); ok {
+			// a format changes only when the disk is copied to another datastore (vCenter
+			// leaves a disk that stays where it is in its format)
+			if fb, ok := loc.DiskBackingInfo.(*types.VirtualDiskFlatVer2BackingInfo); ok && m.to != m.from {
 				m.thin = fb.ThinProvisioned != nil && *fb.ThinProvisioned
 				m.eager = !m.thin && fb.EagerlyScrub != nil && *fb.EagerlyScrub
 			}

@@ -37,10 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pandas as pd  # noqa: E402
 from pyVmomi import vim, vmodl  # noqa: E402
 
-from runbook import lab as lab_mod  # noqa: E402
-from runbook.connection import Settings, login, logout  # noqa: E402
-from runbook.inventory import VM_PATHS, _active_tasks, _vm_table, read_inventory, read_vm_table  # noqa: E402
-from runbook.properties import container_view, fast_enabled  # noqa: E402
+import runbook_lab as lab_mod  # noqa: E402
+from runbook.vsphere.connection import Settings, login, logout  # noqa: E402
+from runbook.vsphere.inventory import (  # noqa: E402
+    VM_PATHS, _active_tasks, _vm_table, read_inventory, read_vm_table
+)
+from runbook.vsphere.properties import container_view, fast_enabled  # noqa: E402
 
 
 def _versions() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook import lab as lab_mod
+import runbook_lab as lab_mod
 
 GOVC_VARS = ("GOVC_URL", "GOVC_USERNAME", "GOVC_PASSWORD", "GOVC_INSECURE", "GOVC_TLS_CA_CERTS",
              "RUNBOOK_PASSWORD_FILE", "RUNBOOK_LAB_DIR", "RUNBOOK_REPORTS")
@@ -85,7 +85,7 @@ def si(lab, use_lab):
 
 def lab_settings(info: lab_mod.LabInfo, port: int | None = None):
     """Connection settings for a lab (``port``: reach it through a proxy of the test's own)."""
-    from runbook.connection import Settings
+    from runbook.vsphere.connection import Settings
 
     return Settings(host=info.host, port=port or info.port, scheme="http", username=info.username,
                     password=info.password)

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from pyVmomi import vim
 
-from runbook import lab as lab_mod
-from runbook.checks import fault_check_name, run_checks
-from runbook.connection import Settings, login, logout
+import runbook_lab as lab_mod
+from runbook.domain.checks import fault_check_name, run_checks
+from runbook.vsphere.connection import Settings, login, logout
 from runbook.errors import BadInput
-from runbook.inventory import read_inventory
-from runbook.plan import MigrationPlan, resolve
-from runbook.spec import build_relocate_spec, stub_morefs
+from runbook.vsphere.inventory import read_inventory
+from runbook.domain.plan import MigrationPlan, resolve
+from runbook.domain.spec import build_relocate_spec, stub_morefs
 
 
 class Lab:

@@ -162,8 +162,8 @@ def test_choose_check_and_migrate_in_jupyterlab(jupyterlab, page) -> None:
     from playwright.sync_api import expect
 
     from runbook import connect, settings_from_env
-    from runbook.lab import LabControl
-    from runbook.move import placement
+    from runbook_lab import LabControl
+    from runbook.domain.migration import placement
 
     lab = jupyterlab
     page.goto(f"{lab['base']}/lab/tree/notebooks/migrate.ipynb?token={lab['token']}")

@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 from pyVmomi import vim, vmodl
 
-from runbook.checks import (CHECKS, FAULT_TO_CHECK, OBJECTS_EXIST, CheckResult, CheckSettings, check_names, failed,
+from runbook.domain.checks import (CHECKS, FAULT_TO_CHECK, OBJECTS_EXIST, CheckResult, CheckSettings, check_names, failed,
                             fault_check_name, run_checks, vcenter_verdict, verdict)
-from runbook.checks.hosts import (CONCURRENCY, CPU_COMPATIBILITY, SOURCE_HOST_CONNECTED, TARGET_HOST_STATE,
+from runbook.domain.checks.hosts import (CONCURRENCY, CPU_COMPATIBILITY, SOURCE_HOST_CONNECTED, TARGET_HOST_STATE,
                                   VMOTION_NETWORK)
-from runbook.checks.storage import DISK_FORMAT, FREE_SPACE, SHARED_STORAGE, TARGET_DATASTORE
-from runbook.checks.vm import DEVICES, MOVE_CHANGES, NO_RUNNING_MIGRATION, PORT_GROUPS, POWER_STATE
+from runbook.domain.checks.storage import DISK_FORMAT, FREE_SPACE, SHARED_STORAGE, TARGET_DATASTORE
+from runbook.domain.checks.vm import DEVICES, MOVE_CHANGES, NO_RUNNING_MIGRATION, PORT_GROUPS, POWER_STATE
 from runbook.errors import Ambiguous, BadInput, NotFound
-from runbook.plan import MigrationPlan, resolve
-from runbook.spec import build_relocate_spec
+from runbook.domain.plan import MigrationPlan, resolve
+from runbook.domain.spec import build_relocate_spec
 from test_plan import GIB, host, make_inventory
 
 def run(inv=None, settings=None, **plan):
@@ -95,7 +95,7 @@ def test_a_crashing_check_fails_closed(monkeypatch):
         raise KeyError("cpu_vendor")
 
     broken.check_name = "broken"
-    monkeypatch.setattr("runbook.checks.CHECKS", CHECKS + [broken])
+    monkeypatch.setattr("runbook.domain.checks.CHECKS", CHECKS + [broken])
     df = run(vm="web1", target_host="esx2")
     assert status(df, "broken") == "fail" and "KeyError" in row(df, "broken")["found"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook import lab as lab_mod
-from runbook.cli import EXIT_CODES
+import runbook_lab as lab_mod
+from runbook.fronts.cli import EXIT_CODES
 
 RUNBOOK = str(Path(sys.executable).with_name("runbook"))
 
@@ -167,7 +167,7 @@ def test_lab_start_prints_exports_and_stop_leaves_nothing(tmp_path):
 
 
 def test_unknown_parameter_is_refused_before_anything_runs(shared, tmp_path):
-    from runbook.pipeline import run_notebook
+    from runbook.fronts.pipeline import run_notebook
 
     info, _ = shared
     before = placement(info)

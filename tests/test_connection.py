@@ -7,7 +7,7 @@ import pytest
 from pyVmomi import vim
 
 import runbook
-from runbook.connection import InsecureConnectionWarning, Settings, settings_from_env
+from runbook.vsphere.connection import InsecureConnectionWarning, Settings, settings_from_env
 from runbook.errors import ConnectionFailed
 
 

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from pyVmomi import SoapAdapter, vim
 
-from runbook import devices, soapdata
+from runbook.vsphere import devices, soapdata
 
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _DEVICES = """

@@ -17,15 +17,17 @@ import pytest
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
-from runbook import connect, lab as lab_mod, read_inventory, record, run_notebook
-from runbook.checks import run_checks
-from runbook.checks.hosts import ENABLE_VMOTION_COMMAND, VMOTION_NETWORK
-from runbook.cli import _parser
+from runbook import connect, read_inventory, run_notebook
+import runbook_lab as lab_mod
+from runbook.records import record
+from runbook.domain.checks import run_checks
+from runbook.domain.checks.hosts import ENABLE_VMOTION_COMMAND, VMOTION_NETWORK
+from runbook.fronts.cli import _parser
 from runbook.errors import BadInput, NotFound
-from runbook.inventory import CLUSTER_COLUMNS, HOST_COLUMNS, VMK_COLUMNS
-from runbook.pipeline import notebook_path, validate_parameters
-from runbook.plan import MigrationPlan
-from runbook.vmotion import (ADAPTER_COLUMNS, HostNetwork, VmotionRemediation, adapter_table, plan_vmotion,
+from runbook.vsphere.inventory import CLUSTER_COLUMNS, HOST_COLUMNS, VMK_COLUMNS
+from runbook.fronts.pipeline import notebook_path, validate_parameters
+from runbook.domain.plan import MigrationPlan
+from runbook.domain.vmotion import (ADAPTER_COLUMNS, HostNetwork, VmotionRemediation, adapter_table, plan_vmotion,
                              port_group_uplinks)
 from conftest import objects_by_name
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from pyVmomi import vim
 
-from runbook import lab as lab_mod
-from runbook.connection import login, logout
-from runbook.move import Migration, MoveOptions, active_relocation
-from runbook.plan import MigrationPlan
-from runbook.record import RunRecord
+import runbook_lab as lab_mod
+from runbook.vsphere.connection import login, logout
+from runbook.domain.migration import Migration, MoveOptions, active_relocation
+from runbook.domain.plan import MigrationPlan
+from runbook.records.record import RunRecord
 from conftest import lab_settings as settings_of, start_in_background as start_move
 from tcpproxy import TcpProxy
 
@@ -151,7 +151,7 @@ def test_two_runs_moving_the_same_vm_at_once_the_second_refuses(fresh_lab, tmp_p
 
 
 def test_a_fault_injected_by_the_lab_gives_a_failed_record_with_vcenters_message(fresh_lab, tmp_path):
-    from runbook.pipeline import run_notebook
+    from runbook.fronts.pipeline import run_notebook
 
     info = fresh_lab()
     lab_mod.LabControl(info).inject_fault("web-01", "GenericVmConfigFault", "Failed to lock the file web-01.vmdk")

@@ -33,6 +33,6 @@ def test_inventory_and_migrate_run_by_hand_write_record_report_and_index(fresh_l
     assert (records["inventory"] / "report.html").exists()
     index = (tmp_path / "index.html").read_text()
     assert index.count("report.html") == 2
-    from runbook import lab as lab_mod
+    import runbook_lab as lab_mod
 
     assert lab_mod.LabControl(info).placement("web-01")["host"] == "esx-02.lab.local"

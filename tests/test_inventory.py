@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from runbook import lab as lab_mod
+import runbook_lab as lab_mod
 from runbook.errors import Ambiguous, NotFound
-from runbook.inventory import read_inventory
+from runbook.vsphere.inventory import read_inventory
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def declared():
 @pytest.fixture(scope="module")
 def inv(lab):
     from runbook import connect
-    from runbook.connection import Settings
+    from runbook.vsphere.connection import Settings
 
     with connect(Settings(host=lab.host, port=lab.port, scheme="http", username=lab.username,
                           password=lab.password)) as si:
@@ -89,7 +89,7 @@ def test_lookups_never_take_the_first_match(inv):
     with pytest.raises(NotFound, match="no VM named 'web-0l'; did you mean .*'web-01'"):
         inv.vm("web-0l")
     doubled = inv.vms.assign(name="same")
-    from runbook.find import find_row
+    from runbook.vsphere.find import find_row
 
     with pytest.raises(Ambiguous, match="12 VMs are named 'same'"):
         find_row(doubled, "same", "VM")
@@ -98,7 +98,7 @@ def test_lookups_never_take_the_first_match(inv):
 
 def test_cluster_filter(inv, lab):
     from runbook import connect
-    from runbook.connection import Settings
+    from runbook.vsphere.connection import Settings
 
     with connect(Settings(host=lab.host, port=lab.port, scheme="http", username=lab.username,
                           password=lab.password)) as si:
@@ -112,7 +112,7 @@ def test_cluster_filter(inv, lab):
 def test_request_count_does_not_grow_with_the_number_of_vms(tmp_path):
     from conftest import running_lab
     from runbook import connect
-    from runbook.connection import Settings
+    from runbook.vsphere.connection import Settings
 
     counts = {}
     for vms in (50, 1000):

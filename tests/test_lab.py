@@ -12,7 +12,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
 
-from runbook import lab
+import runbook_lab
 from runbook.errors import LabError
 from conftest import objects_by_name
 

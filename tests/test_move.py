@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 from pyVmomi import vim
 
-from runbook import lab as lab_mod
+import runbook_lab as lab_mod
 from conftest import lab_settings as settings_of
-from runbook.connection import login, logout
+from runbook.vsphere.connection import login, logout
 from runbook.errors import BadInput, ChecksFailed
-from runbook.move import Migration, MoveOptions
-from runbook.plan import MigrationPlan
+from runbook.domain.migration import Migration, MoveOptions
+from runbook.domain.plan import MigrationPlan
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def test_the_lock_refuses_a_second_run_on_this_machine_before_asking_the_vcenter
                   MoveOptions(ping="none"))
     m.prepare()
     m.decide()
-    from runbook.move import vm_lock
+    from runbook.domain.migration import vm_lock
 
     with vm_lock(m.settings.url, m.resolved.vm_moid):
         with pytest.raises(BadInput, match="another run on this machine is moving VM"):

@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from runbook.errors import BadInput, PingNotPermitted  # noqa: E402
-from runbook.ping import ProbeMonitor, ProbeResult, outage_runs  # noqa: E402
+from runbook.probes.ping import ProbeMonitor, ProbeResult, outage_runs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_ADDR, TEST_ADDR = "10.199.7.1", "10.199.7.2"
@@ -344,13 +344,13 @@ def test_unprivileged_user_gets_ping_not_permitted(test_host):
     test_host.run("sh", "-c", "echo '1 0' > /proc/sys/net/ipv4/ping_group_range")
     as_nobody = ["ip", "netns", "exec", test_host.ns, "setpriv", "--reuid=65534", "--regid=65534",
                  "--clear-groups", sys.executable]
-    readable = subprocess.run([*as_nobody, "-c", "import runbook.ping"], cwd=REPO, capture_output=True, text=True)
+    readable = subprocess.run([*as_nobody, "-c", "import runbook.probes.ping"], cwd=REPO, capture_output=True, text=True)
     if readable.returncode != 0:
         pytest.skip(f"user nobody cannot import the checkout: {readable.stderr.strip().splitlines()[-1:]}")
     script = textwrap.dedent("""
         import sys
         from runbook.errors import PingNotPermitted
-        from runbook.ping import ProbeMonitor
+        from runbook.probes.ping import ProbeMonitor
         try:
             ProbeMonitor("10.199.7.1", 0.1).start().stop(0)
         except PingNotPermitted as exc:
@@ -364,7 +364,7 @@ def test_unprivileged_user_gets_ping_not_permitted(test_host):
     test_host.run("sh", "-c", "echo '65534 65534' > /proc/sys/net/ipv4/ping_group_range")
     script = textwrap.dedent("""
         import time
-        from runbook.ping import ProbeMonitor
+        from runbook.probes.ping import ProbeMonitor
         mon = ProbeMonitor("10.199.7.1", 0.02).start()
         time.sleep(0.5)
         r = mon.stop(0)

@@ -7,10 +7,10 @@ import time
 import pandas as pd
 import pytest
 
-from runbook import lab as lab_mod
-from runbook.connection import login, logout
-from runbook.move import Migration, MoveOptions
-from runbook.plan import MigrationPlan
+import runbook_lab as lab_mod
+from runbook.vsphere.connection import login, logout
+from runbook.domain.migration import Migration, MoveOptions
+from runbook.domain.plan import MigrationPlan
 from conftest import lab_settings as settings_of, start_in_background
 from test_ping import TEST_ADDR, test_host  # noqa: F401  (the namespace fixture)
 

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from conftest import GOVC_VARS, lab_env, running_lab
-from runbook import pipeline, record, report
+from runbook.fronts import pipeline
+from runbook.records import record, report
 
 SENTINEL = f"Sentinel-{secrets.token_hex(8)}"
 COOKIE = "vmware_soap_session"
-RUNBOOK = [sys.executable, "-m", "runbook.cli"]
+RUNBOOK = [sys.executable, "-m", "runbook.fronts.cli"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PNG = re.compile(r'<img [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"')
 

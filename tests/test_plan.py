@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from runbook.errors import Ambiguous, BadInput, NotFound
-from runbook.inventory import Inventory
-from runbook.plan import MigrationPlan, parse_network_map, resolve
+from runbook.vsphere.inventory import Inventory
+from runbook.domain.plan import MigrationPlan, parse_network_map, resolve
 
 GIB = 1024**3
 

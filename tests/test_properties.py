@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 from pyVmomi import vim
 
-from runbook import fastsoap, soapdata
-from runbook import lab as lab_mod
-from runbook.connection import Settings
-from runbook.inventory import read_inventory, read_vm_table
-from runbook.properties import container_view, retrieve_objects, retrieve_view
+from runbook.vsphere import fastsoap, soapdata
+import runbook_lab as lab_mod
+from runbook.vsphere.connection import Settings
+from runbook.vsphere.inventory import read_inventory, read_vm_table
+from runbook.vsphere.properties import container_view, retrieve_objects, retrieve_view
 
 
 def _settings(info: lab_mod.LabInfo) -> Settings:
@@ -66,7 +66,7 @@ def _plain(value):
 
 def test_records_are_the_same_value_for_value_and_pages_are_followed(si, lab, monkeypatch):
     """Every path of every type, page by page (maxObjects) or not: same values, both readers."""
-    from runbook.inventory import CLUSTER_PATHS, DATASTORE_PATHS, HOST_PATHS, POOL_PATHS, VM_PATHS
+    from runbook.vsphere.inventory import CLUSTER_PATHS, DATASTORE_PATHS, HOST_PATHS, POOL_PATHS, VM_PATHS
 
     types = {vim.VirtualMachine: VM_PATHS, vim.HostSystem: HOST_PATHS, vim.Datastore: DATASTORE_PATHS,
              vim.ClusterComputeResource: CLUSTER_PATHS, vim.ResourcePool: POOL_PATHS}

@@ -19,10 +19,11 @@ import pytest
 
 import runbook
 from conftest import running_lab
-from runbook import lab as lab_mod, record, report, rundir
+import runbook_lab as lab_mod
+from runbook.records import record, report, rundir
 from runbook.errors import ChecksFailed
-from runbook.move import Migration, MoveOptions
-from runbook.plan import MigrationPlan
+from runbook.domain.migration import Migration, MoveOptions
+from runbook.domain.plan import MigrationPlan
 
 SENTINEL = f"Sentinel-{secrets.token_hex(8)}"
 COOKIE = "vmware_soap_session"

@@ -7,8 +7,8 @@ import pytest
 from pyVmomi import vim
 
 from runbook.errors import BadInput
-from runbook.plan import MigrationPlan, resolve
-from runbook.spec import build_relocate_spec, move_priority, spec_to_dict, stub_morefs
+from runbook.domain.plan import MigrationPlan, resolve
+from runbook.domain.spec import build_relocate_spec, move_priority, spec_to_dict, stub_morefs
 from test_plan import make_inventory
 
 

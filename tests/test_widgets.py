@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from runbook import connect, read_inventory
-from runbook.choices import STEPS, Choices, verdict_mark
+from runbook.fronts.choices import STEPS, Choices, verdict_mark
 from runbook.errors import BadInput
 
 
@@ -152,8 +152,8 @@ def test_migrate_needs_checks_without_failures_or_a_force_reason(inventory) -> N
 # -- the ipywidgets view -----------------------------------------------------------------------------------
 @pytest.fixture
 def wizard(inventory):
-    from runbook.connection import Settings
-    from runbook.widgets import Wizard
+    from runbook.vsphere.connection import Settings
+    from runbook.fronts.widgets import Wizard
 
     return Wizard(Settings(host="127.0.0.1", port=1, scheme="http", username="u", password="p", timeout=2), inventory, ping="none")
 
@@ -208,14 +208,14 @@ def test_check_shows_a_connection_error_instead_of_swallowing_it(wizard, invento
 
 
 def test_the_chooser_cell_is_silent_when_vm_is_given(capsys) -> None:
-    from runbook.widgets import chooser
+    from runbook.fronts.widgets import chooser
 
     assert chooser(None, "web-01") is None  # type: ignore[arg-type]
     assert "not shown" in capsys.readouterr().out
 
 
 def test_unknown_wizard_parameters_are_refused(inventory) -> None:
-    from runbook.widgets import Wizard
+    from runbook.fronts.widgets import Wizard
 
     with pytest.raises(BadInput, match="colour"):
         Wizard(None, inventory, colour="red")  # type: ignore[arg-type]
@@ -224,8 +224,8 @@ def test_unknown_wizard_parameters_are_refused(inventory) -> None:
 # -- one move from the widgets, with its change record --------------------------------------------------------
 def test_migrate_from_the_widgets_moves_the_vm_and_writes_the_record(fresh_lab, tmp_path) -> None:
     from runbook import settings_from_env
-    from runbook.lab import LabControl
-    from runbook.widgets import Wizard
+    from runbook_lab import LabControl
+    from runbook.fronts.widgets import Wizard
 
     info = fresh_lab("default")
     settings = settings_from_env()
@@ -251,6 +251,6 @@ def test_migrate_from_the_widgets_moves_the_vm_and_writes_the_record(fresh_lab, 
     assert "SUCCEEDED" in json.dumps(wz.result.outputs) and "lost" in wz.ping_label.value
     assert c is not wz.choices and wz.choices.vm == str(_vm(inv, "web-02")["moid"])  # re-read after the move
     assert "esx-03" in wz.details.value  # the VM's new place
-    from runbook import record
+    from runbook.records import record
 
     record.validate(data)

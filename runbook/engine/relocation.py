@@ -1,0 +1,361 @@
+"""The engine's move and check: every step of one run, from the request to the final record.
+
+``check(request)`` resolves, runs every prerequisite check and the vCenter's own verdict, and records
+them; ``migrate(request)`` does the same, then decides, locks the VM, starts the probes, submits the
+relocation, follows the task (re-attaching after a lost connection), stops the probes, verifies where
+the vCenter says the VM is and reads its events. Each step emits events; the recorder finalises the
+record exactly once, whatever happens: a refused input raises before any record exists, an interrupt
+(SIGINT, SIGTERM, the widgets' Cancel) cancels the vCenter task and records what the vCenter then reports.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+from typing import Any
+
+from pyVmomi import vim
+
+from runbook.domain import checks as checks_mod
+from runbook.domain.move import MoveState
+from runbook.domain.placement import active_relocation, placement, verify, vm_lock
+from runbook.domain.plan import resolve
+from runbook.domain.spec import build_relocate_spec, move_priority, spec_to_dict, stub_morefs
+from runbook.engine.context import RunContext
+from runbook.engine.events import CheckDone, Emitter, Notice, PingSample, RunStarted, Sink, Step, TaskProgress
+from runbook.engine.interrupt import Interrupted, interruptible
+from runbook.engine.requests import CheckRequest, MoveRequest, build
+from runbook.engine.result import RunResult
+from runbook.errors import BadInput, OutcomeUnknown, RunbookError, TaskTimeout
+from runbook.records.recorder import Recorder
+from runbook.vsphere.connection import Settings, login, logout, settings_from_env
+from runbook.vsphere.inventory import Inventory, read_inventory
+from runbook.vsphere.task import LOST_CONNECTION, events as query_events, relogin_within, wait
+
+log = logging.getLogger("runbook")
+
+CANCEL_WAIT_S = 30.0  # how long an interrupted run waits for the vCenter to end the cancelled task
+RECONNECT_S = 60.0
+
+
+def check(request: CheckRequest | dict, *, on_event: Sink | None = None, context: RunContext | None = None,
+          settings: Settings | None = None, inventory: Inventory | None = None) -> RunResult:
+    """Check every prerequisite of a move and record the verdict; change nothing.
+
+    Raises :class:`BadInput` (or NotFound, Ambiguous, ConnectionFailed) before any record exists when
+    the request cannot be used. Returns the result with outcome SUCCEEDED or CHECKS FAILED.
+    """
+    if isinstance(request, dict):
+        request = build(CheckRequest, request)
+    return _Run(request, on_event, context, settings, inventory).run()
+
+
+def migrate(request: MoveRequest | dict, *, on_event: Sink | None = None, context: RunContext | None = None,
+            settings: Settings | None = None, cancel: threading.Event | None = None) -> RunResult:
+    """Move one VM as the request says; never raises once the record exists (the outcome says how it
+    ended). ``cancel``: set it to stop the run (the task is cancelled), like SIGINT or SIGTERM."""
+    if isinstance(request, dict):
+        request = build(MoveRequest, request)
+    return _Run(request, on_event, context, settings, None, cancel).run()
+
+
+class _Run:
+    """The steps of one check or move; holds the session, the recorder and the state."""
+
+    def __init__(self, request: CheckRequest, on_event: Sink | None, context: RunContext | None,
+                 settings: Settings | None, inventory: Inventory | None, cancel: threading.Event | None = None):
+        self.request = request
+        self.moving = isinstance(request, MoveRequest)
+        self.context = context or RunContext()
+        self.settings = settings
+        self.inventory = inventory
+        self.cancel = cancel or threading.Event()
+        self.events_path = None
+        if self.context.events_file and self.context.run_dir:
+            from runbook.engine.events import EVENTS_FILE
+
+            self.events_path = self.context.run_dir / EVENTS_FILE
+        self.emit = Emitter(on_event, self.events_path)
+        self.state: MoveState | None = None
+        self.monitor: Any = None
+        self.si: Any = None
+
+    # -- the run ------------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        self.settings = self.settings or settings_from_env()
+        self.si = login(self.settings)
+        try:
+            recorder = self._prepare()  # refusals raise from here, before any record exists
+            with interruptible(self.cancel):
+                try:
+                    self._checks(recorder)
+                    if self.moving and not recorder.finished:
+                        self._move(recorder)
+                except Interrupted as exc:
+                    self._interrupted(recorder, exc)
+                except KeyboardInterrupt:
+                    self._interrupted(recorder, Interrupted("SIGINT"))
+                except RunbookError as exc:
+                    self._refused_or_failed(recorder, exc)
+                except Exception as exc:  # a bug or a broken connection: the record still ends true
+                    log.exception("the run stopped on an unexpected error")
+                    self._unexpected(recorder, exc)
+            return RunResult.of(recorder, state=self.state, inventory=self.inventory)
+        finally:
+            with contextlib.suppress(Exception):
+                logout(self.si)
+
+    def _prepare(self) -> Recorder:
+        self.emit(Step("resolve", "started", f"looking up {self.request.vm} on {self.settings.url}"))
+        if self.inventory is None:
+            self.inventory = read_inventory(self.si)
+        resolved = resolve(self.inventory, self.request.plan())
+        spec = build_relocate_spec(resolved, stub_morefs(self.si._stub))
+        self.state = MoveState(resolved=resolved, spec=spec,
+                               force_reason=getattr(self.request, "force_reason", "") or "")
+        recorder = Recorder(self.request.kind, self.request.to_params(), self.context, self.emit).start(self.settings)
+        self.emit(RunStarted(run=self.request.kind, what=self.state.move_words(), vcenter=self.settings.url,
+                             run_dir=str(recorder.run_dir) if recorder.run_dir else None))
+        return recorder
+
+    def _checks(self, recorder: Recorder) -> None:
+        s, r = self.state, self.state.resolved
+        self.emit(Step("checks", "started", "checks:"))
+        local = checks_mod.run_checks(self.inventory, r)
+        for row in local.itertuples():
+            self.emit(CheckDone(status=row.status, check=row.check, found=row.found, remedy=row.remedy or ""))
+        verdict_rows = checks_mod.vcenter_verdict(self.si, r.vm_moid, s.spec, r.run_host_moid) \
+            if not r.already_there else []
+        for row in verdict_rows:
+            self.emit(CheckDone(status=row.status, check=row.check, found=row.found, remedy=row.remedy or ""))
+        import pandas as pd
+
+        s.checks = pd.concat([local, checks_mod.results_frame(verdict_rows)], ignore_index=True)
+        s.before = placement(self.si, r.vm_moid)
+        verdict = checks_mod.verdict(s.checks)
+        self.emit(Step("checks", "ended", verdict))
+        recorder.set(plan=r.to_dict(), spec=spec_to_dict(s.spec, r.priority), checks=s.checks.to_dict("records"),
+                     verdict=verdict, move=s.move_words(), placement={"before": s.before, "after": None},
+                     force_reason=s.force_reason or None)
+        failed = checks_mod.failed(s.checks)
+        if not self.moving:
+            figures = s.figures()[:3] + [("Verdict", verdict)]
+            self._finish(recorder, "CHECKS FAILED" if failed else "SUCCEEDED", verdict, figures=figures)
+        elif r.already_there:
+            self._finish(recorder, "NO CHANGE", f"{r.vm} is already there: no task was started")
+        elif self.request.dry_run:
+            self._finish(recorder, "DRY RUN", f"dry run of {s.move_words()}: {verdict}; nothing was changed")
+        elif failed and not s.force_reason.strip():
+            self._finish(recorder, "CHECKS FAILED", f"refused: {verdict}; nothing was changed")
+        elif failed:
+            self.emit(Notice("warning", f"moving despite {len(failed)} failed check(s): {s.force_reason}"))
+
+    def _move(self, recorder: Recorder) -> None:
+        s, r, req = self.state, self.state.resolved, self.request
+        with vm_lock(self.settings.url, r.vm_moid):
+            running = active_relocation(self.si, r.vm_moid)
+            if running:
+                raise BadInput(f"VM {r.vm} is already being moved by task {running}; wait for it to end "
+                               f"(vSphere Client: Monitor > Tasks) before starting another move")
+            self.monitor = self._start_ping()
+            error: RunbookError | None = None
+            try:
+                if self.cancel.is_set():
+                    raise Interrupted("cancelled before the move was submitted")
+                if self.monitor:
+                    self.monitor.mark("task_submitted")
+                self.emit(Step("submit", "started", f"submitting the relocation of {r.vm}"))
+                s.task_id = self._submit()
+                recorder.set(task={"id": s.task_id, "state": "running"})
+                self.emit(Step("task", "started", f"task {s.task_id} started"))
+                s.task, self.si = wait(self.si, s.task_id, timeout=req.timeout_s, on_progress=self._progress,
+                                       relogin=lambda: login(self.settings), reconnect_for=RECONNECT_S,
+                                       on_tick=self._tick)
+                self.emit(Step("task", "ended", f"task {s.task_id}: {s.task.state}"))
+            except (TaskTimeout, OutcomeUnknown) as exc:  # recorded with the outcome
+                error = exc
+            finally:
+                self._stop_ping()
+        self._conclude(recorder, error)
+
+    # -- steps of the move --------------------------------------------------------------------------
+    def _submit(self) -> str:
+        """Start the relocation; if the connection breaks during the call, find out whether it started."""
+        r = self.state.resolved
+        try:
+            vm = vim.VirtualMachine(r.vm_moid, self.si._stub)
+            return vm.RelocateVM_Task(spec=self.state.spec, priority=move_priority(r.priority))._moId
+        except LOST_CONNECTION as exc:
+            log.warning("connection lost while submitting the move (%s); looking for its task", exc)
+            self.si = relogin_within(lambda: login(self.settings), "-", RECONNECT_S)
+            running = active_relocation(self.si, r.vm_moid)
+            if running:
+                return running
+            raise OutcomeUnknown("-", "the connection broke while the move was submitted and no running "
+                                      f"relocation of {r.vm} was found: check the VM's tasks") from None
+
+    def _progress(self, percent: int, state: str) -> None:
+        self.emit(TaskProgress(task=self.state.task_id or "-", percent=int(percent), state=state))
+
+    def _tick(self) -> None:
+        """Called about once a second while the task runs: live probes, and the cancel request."""
+        if self.monitor is not None:
+            snap = self.monitor.live()
+            self.emit(PingSample(target=self.monitor.target, sent=snap["sent"], lost=snap["lost"],
+                                 last_rtt_ms=snap["last_rtt_ms"]))
+        if self.cancel.is_set():
+            raise Interrupted("cancel requested")
+
+    def _start_ping(self) -> Any:
+        from runbook.probes.ping import ProbeMonitor
+
+        s, r, req = self.state, self.state.resolved, self.request
+        target = req.ping.strip()
+        if target.lower() == "none":
+            s.ping_note = "ping not asked for (ping=none)"
+            return None
+        if target.lower() == "auto":
+            if r.power_state != "poweredOn":
+                s.ping_note = "no ping: the VM is powered off (a cold migration has no ping window)"
+                return None
+            target = self.inventory.vm(r.vm_moid)["guest_ip"] or ""
+            if not target:
+                s.ping_note = (f"no ping: VM {r.vm} has no known guest IP (VMware Tools report none); "
+                               f"give ping=ADDRESS to measure it")
+                self.emit(Notice("warning", s.ping_note))
+                return None
+        monitor = ProbeMonitor(target, req.ping_interval, tcp_port=req.ping_tcp_port or None, tail=req.ping_tail)
+        monitor.start()  # PingNotPermitted / BadInput here: before the move, nothing changed
+        s.ping_note = f"probing {target} every {req.ping_interval * 1000:g} ms"
+        self.emit(Step("ping", "started", s.ping_note))
+        return monitor
+
+    def _stop_ping(self) -> None:
+        if self.monitor is None:
+            return
+        monitor, self.monitor = self.monitor, None
+        if monitor.tail:
+            self.emit(Step("ping tail", "started", f"probing {monitor.tail:g} s more after the task"))
+        with _ignoring_interrupts():
+            self.state.ping = monitor.stop()
+
+    def _conclude(self, recorder: Recorder, error: RunbookError | None) -> None:
+        s = self.state
+        if isinstance(error, OutcomeUnknown):
+            self._finish(recorder, "UNKNOWN", str(error), task={"id": s.task_id, "state": "unknown"},
+                         ping=s.ping_summary(), error=error)
+            return
+        self.emit(Step("verify", "started", "verifying where the vCenter says the VM is"))
+        self._read_after()
+        values = self._values()
+        if isinstance(error, TaskTimeout):
+            self._finish(recorder, "TIMED OUT", str(error), error=error, **values)
+        elif s.task.state != "success":
+            self._finish(recorder, "FAILED", f"the vCenter task {s.task.id} failed: {s.task.fault}: {s.task.error}",
+                         error={"type": s.task.fault or "TaskFailed", "message": s.task.error or ""}, **values)
+        elif s.verification is not None and not s.verification["ok"].all():
+            bad = s.verification[~s.verification["ok"]]
+            self._finish(recorder, "FAILED", "the task succeeded but the VM is not where asked: " + "; ".join(
+                f"{row.item} is {row.actual}, expected {row.expected}" for row in bad.itertuples()), **values)
+        else:
+            words = f"{s.move_words()} in {s.task.duration_s:.1f} s"
+            ping = values.get("ping") or {}
+            if ping.get("description"):
+                words += f"; {ping['description']}"
+            self._finish(recorder, "SUCCEEDED", words, **values)
+
+    def _read_after(self) -> None:
+        s, r = self.state, self.state.resolved
+        try:
+            s.after = placement(self.si, r.vm_moid)
+        except Exception as exc:  # the record must still be written
+            log.warning("could not re-read the VM after the move: %s", exc)
+        task = s.task
+        if task is not None and (task.queued or task.started):
+            begin = (task.queued or task.started) - dt.timedelta(seconds=1)
+            end = (task.completed or dt.datetime.now(dt.timezone.utc)) + dt.timedelta(seconds=1)
+            with contextlib.suppress(Exception):
+                s.events = query_events(self.si, vim.VirtualMachine(r.vm_moid, self.si._stub), begin, end)
+        if s.after is not None:
+            s.verification = verify(r, s.after)
+
+    def _values(self) -> dict[str, Any]:
+        s = self.state
+        return {"placement": {"before": s.before, "after": s.after}, "events": s.events,
+                "verification": s.verification.to_dict("records") if s.verification is not None else None,
+                "task": s.task.to_dict() if s.task else {"id": s.task_id, "state": "cancelled"},
+                "ping": s.ping_summary()}
+
+    # -- how a run ends -----------------------------------------------------------------------------
+    def _finish(self, recorder: Recorder, outcome: str, summary: str, **values: Any) -> None:
+        s = self.state
+        s.outcome, s.summary = outcome, summary
+        chart = None
+        if recorder.context.report and s.ping is not None:
+            with contextlib.suppress(Exception):
+                chart = s.ping_chart()
+        values.setdefault("figures", s.figures())
+        recorder.finish(outcome, summary, ping_chart=chart, **values)
+
+    def _interrupted(self, recorder: Recorder, exc: Interrupted) -> None:
+        """Cancel the task if one runs, wait briefly for its end, and record what the vCenter reports."""
+        s = self.state
+        with _ignoring_interrupts():
+            self._stop_ping()
+            if s.task_id is None:
+                self._finish(recorder, "CANCELLED", f"interrupted ({exc}) before the move started: nothing was "
+                                                    f"changed", error=exc)
+                return
+            self.emit(Notice("warning", f"interrupted ({exc}): cancelling task {s.task_id}"))
+            from runbook.engine.settle import task_end
+
+            s.task = task_end(self.si, s.task_id, cancel=True, wait_s=CANCEL_WAIT_S, relogin=lambda: login(self.settings))
+            if s.task is None:
+                self._finish(recorder, "UNKNOWN", f"interrupted ({exc}); the vCenter did not say how task "
+                                                  f"{s.task_id} ended: check it (Monitor > Tasks) before moving "
+                                                  f"{s.resolved.vm} again",
+                             task={"id": s.task_id, "state": "unknown"}, ping=s.ping_summary(), error=exc)
+                return
+            self._read_after()
+            values = self._values()
+            if s.task.state == "success":
+                words = f"{s.move_words()} in {s.task.duration_s:.1f} s (interrupted, but the task finished first)"
+                self._finish(recorder, "SUCCEEDED", words, interrupted=str(exc), **values)
+            else:
+                self._finish(recorder, "CANCELLED", f"interrupted ({exc}): task {s.task_id} was cancelled "
+                                                    f"({s.task.fault or s.task.state}); the VM stays where it was",
+                             error=exc, **values)
+
+    def _refused_or_failed(self, recorder: Recorder, exc: RunbookError) -> None:
+        """A runbook error after the record started: a refusal when no task was started."""
+        self._stop_ping()
+        if self.state.task_id is None and isinstance(exc, BadInput):
+            self._finish(recorder, "REFUSED", f"refused: {exc}; nothing was changed", error=exc)
+        elif self.state.task_id is None:
+            self._finish(recorder, "FAILED", f"{type(exc).__name__}: {exc}; no task was started", error=exc)
+        else:
+            self._finish(recorder, "UNKNOWN", f"{type(exc).__name__}: {exc}; task {self.state.task_id} was "
+                                              f"started: check how it ended", error=exc,
+                         task={"id": self.state.task_id, "state": "unknown"})
+
+    def _unexpected(self, recorder: Recorder, exc: Exception) -> None:
+        if not recorder.finished:
+            self._refused_or_failed(recorder, RunbookError(f"{type(exc).__name__}: {exc}"))
+
+
+@contextlib.contextmanager
+def _ignoring_interrupts() -> Any:
+    """While a run ends (cancel, last probes, record), a second Ctrl-C or SIGTERM must not cut it short."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+

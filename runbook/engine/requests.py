@@ -1,0 +1,331 @@
+"""One typed request per kind of run: the fields, their defaults, their help and their validation.
+
+Every front builds its input from these classes and nothing else: the CLI derives its options from the
+fields (``cli_flag`` and ``help``), each notebook's parameters cell declares the same names (a test keeps
+them equal), the widgets fill a :class:`MoveRequest`. :func:`build` is the one place where raw values
+become a request: it reads papermill's strings as a person means them (``"false"`` is False, never
+True), refuses numbers that are not finite, unknown names and values out of range, each with one line
+that names the parameter and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from runbook.errors import BadInput
+
+DISK_FORMATS = ("same", "thin", "thick", "eagerzeroedthick")
+PRIORITIES = ("default", "high", "low")
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
+
+
+def param(default: Any, help: str, *, flag: str | None = None, choices: tuple[str, ...] = (),
+          minimum: float | None = None, maximum: float | None = None, repeat: bool = False,
+          metavar: str | None = None) -> Any:
+    """A request field with what the fronts need to show it: its CLI flag, help and limits."""
+    meta = {"help": help, "flag": flag, "choices": choices, "minimum": minimum, "maximum": maximum,
+            "repeat": repeat, "metavar": metavar}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One field of a request, as the fronts see it."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    flag: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    repeat: bool = False
+    metavar: str | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """Fields every run has."""
+
+    kind: ClassVar[str] = ""
+    change_id: str = param("", "change ticket this run belongs to (names the run directory); empty: a run id")
+
+    @classmethod
+    def params(cls) -> list[Param]:
+        """The fields in the order a person reads them (the request's own first, change_id last)."""
+        out = []
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append(Param(name=f.name, type=_TYPES[f.type] if isinstance(f.type, str) else f.type,
+                             default=default, help=meta.get("help", ""),
+                             flag=meta.get("flag") or "--" + f.name.replace("_", "-"),
+                             choices=meta.get("choices") or (), minimum=meta.get("minimum"),
+                             maximum=meta.get("maximum"), repeat=bool(meta.get("repeat")),
+                             metavar=meta.get("metavar")))
+        return [p for p in out if p.name != "change_id"] + [p for p in out if p.name == "change_id"]
+
+    def to_params(self) -> dict[str, Any]:
+        """Plain values by name: the notebook's parameters, the record's ``parameters``."""
+        return {p.name: _plain(getattr(self, p.name)) for p in self.params()}
+
+    def replace(self, **values: Any) -> "Request":
+        return build(type(self), {**self.to_params(), **values})
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+@dataclass(frozen=True)
+class InventoryRequest(Request):
+    """Read the vCenter's inventory into tables and a report."""
+
+    kind: ClassVar[str] = "inventory"
+    datacenter: str = param("", "only this datacenter (name or moid); empty: all datacenters")
+    cluster: str = param("", "only this cluster (name or moid); empty: all clusters")
+
+
+@dataclass(frozen=True)
+class CheckRequest(Request):
+    """Check every prerequisite of moving one VM; change nothing."""
+
+    kind: ClassVar[str] = "check"
+    vm: str = param("", "the VM to move (name or moid)")
+    target_host: str = param("", "host that should run it (name or moid); empty: keep the host", flag="--host")
+    target_datastore: str = param("", "datastore for its files and disks (name or moid); empty: keep the storage",
+                                  flag="--datastore")
+    disk_format: str = param("same", "same, thin, thick or eagerzeroedthick (changes only when the disks move)",
+                             choices=DISK_FORMATS)
+    resource_pool: str = param("", "resource pool on the target (name or moid); empty: keep it, or the target's "
+                                   "root pool", flag="--pool")
+    network_map: dict = param({}, "port group OLD of the VM onto NEW on the target host (OLD=NEW, repeatable)",
+                              flag="--network", repeat=True, metavar="OLD=NEW")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.vm:
+            problems.append("no VM given: give the VM's name or moid (vm / --vm)")
+        if not self.target_host and not self.target_datastore:
+            problems.append("give a target host, a target datastore, or both (--host, --datastore)")
+        if self.disk_format != "same" and not self.target_datastore:
+            problems.append(f"disk format {self.disk_format!r} needs a target datastore: a format only changes "
+                            f"when the disks are copied")
+        if problems:
+            raise BadInput("; ".join(problems))
+
+    def plan(self) -> Any:
+        """The domain's :class:`MigrationPlan` for this request."""
+        from runbook.domain.plan import MigrationPlan
+
+        return MigrationPlan(vm=self.vm, target_host=self.target_host or None,
+                             target_datastore=self.target_datastore or None, disk_format=self.disk_format,
+                             resource_pool=self.resource_pool or None, network_map=dict(self.network_map),
+                             priority=getattr(self, "priority", "default"))
+
+
+@dataclass(frozen=True)
+class MoveRequest(CheckRequest):
+    """Move one running VM to another host and/or datastore, pinged all through, on the record."""
+
+    kind: ClassVar[str] = "migrate"
+    priority: str = param("default", "default, high or low", choices=PRIORITIES)
+    dry_run: bool = param(False, "show plan, spec and checks; change nothing")
+    force_reason: str = param("", "move despite failed checks; the reason goes in the record")
+    timeout_s: float = param(3600.0, "seconds before the vCenter task is cancelled", flag="--timeout",
+                             minimum=1.0, maximum=7 * 86400.0)
+    ping: str = param("auto", "auto (the VM's guest IP), an address, or none")
+    ping_interval: float = param(0.1, "seconds between probes (0.01 to 10)", minimum=0.01, maximum=10.0)
+    ping_tcp_port: int = param(0, "probe this TCP port where ICMP is not permitted; 0: ICMP", minimum=0,
+                               maximum=65535)
+    ping_tail: float = param(5.0, "seconds to keep probing after the task ends", minimum=0.0, maximum=600.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.ping.strip():
+            raise BadInput("ping must be 'auto', 'none' or an address")
+
+
+@dataclass(frozen=True)
+class EnableVmotionRequest(Request):
+    """Enable (or disable) vMotion on a VMkernel adapter of hosts."""
+
+    kind: ClassVar[str] = "enable-vmotion"
+    cluster: str = param("", "every host of this cluster (name or moid); empty: use hosts")
+    hosts: list = param([], "a host to change (name or moid; repeatable)", flag="--host", repeat=True,
+                        metavar="HOST")
+    vmk: str = param("", "adapter to use (e.g. vmk1); empty: the management adapter (disable: the vMotion ones)")
+    apply: bool = param(False, "make the change; false: a dry run that changes nothing")
+    disable: bool = param(False, "take vMotion off the adapter instead of putting it on")
+
+    def __post_init__(self) -> None:
+        if bool(self.cluster) == bool(self.hosts):
+            raise BadInput("give either a cluster (--cluster) or hosts (--host, repeatable), not both or neither")
+
+
+REQUESTS: dict[str, type[Request]] = {r.kind: r for r in (InventoryRequest, CheckRequest, MoveRequest,
+                                                          EnableVmotionRequest)}
+
+
+def request_class(kind: str) -> type[Request]:
+    try:
+        return REQUESTS[kind]
+    except KeyError:
+        raise BadInput(f"unknown kind of run {kind!r}; one of {', '.join(REQUESTS)}") from None
+
+
+def build(cls: type[Request] | str, values: Mapping[str, Any]) -> Any:
+    """The request of ``cls`` from raw values (CLI, papermill, widgets); one line of BadInput if unusable.
+
+    ``None`` (or a missing name) takes the default. Unknown names are refused, with the names it takes.
+    """
+    cls = request_class(cls) if isinstance(cls, str) else cls
+    params = {p.name: p for p in cls.params()}
+    unknown = sorted(set(values) - set(params))
+    if unknown:
+        raise BadInput(f"{cls.kind} has no parameter {', '.join(map(repr, unknown))}; it takes: {', '.join(params)}")
+    clean: dict[str, Any] = {}
+    problems = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            clean[name] = coerce(params[name], value)
+        except BadInput as exc:
+            problems.append(str(exc))
+    if problems:
+        raise BadInput("; ".join(problems))
+    return cls(**clean)
+
+
+def coerce(p: Param, value: Any) -> Any:
+    """One raw value as the field's type, or BadInput naming the parameter and what it takes."""
+    try:
+        return _coerce(p, value)
+    except BadInput as exc:
+        raise BadInput(str(exc).replace(p.name, label(p.name), 1)) from None
+
+
+def label(name: str) -> str:
+    """A parameter's name as a person says it: ``timeout_s`` -> "timeout", ``disk_format`` -> "disk format"."""
+    return name.removesuffix("_s").replace("_", " ")
+
+
+def _coerce(p: Param, value: Any) -> Any:
+    kind = p.type
+    if kind is bool:
+        result = _bool(p, value)
+    elif kind in (int, float):
+        result = _number(p, value)
+    elif kind is str:
+        result = _text(p, value)
+    elif kind is dict:
+        result = _mapping(p, value)
+    elif kind is list:
+        result = _list(p, value)
+    else:  # pragma: no cover - a field of another type is a programming error
+        raise TypeError(f"unsupported parameter type {kind!r}")
+    if p.choices and result not in p.choices:
+        raise BadInput(f"{p.name} {result!r} is not one of {', '.join(p.choices)}")
+    return result
+
+
+def _bool(p: Param, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise BadInput(f"{p.name} must be true or false, not {value!r}")
+
+
+def _number(p: Param, value: Any) -> int | float:
+    words = "a whole number" if p.type is int else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BadInput(f"{p.name} must be {words}, not {value!r}")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (ValueError, OverflowError):
+        raise BadInput(f"{p.name} must be {words}, not {value!r}") from None
+    if not math.isfinite(number):
+        raise BadInput(f"{p.name} must be a finite number, not {value!r}")
+    if p.type is int:
+        if number != int(number):
+            raise BadInput(f"{p.name} must be a whole number, not {value!r}")
+        number = int(number)
+    if (p.minimum is not None and number < p.minimum) or (p.maximum is not None and number > p.maximum):
+        raise BadInput(f"{p.name} {value!r} is out of range: give {p.minimum:g} to {p.maximum:g}")
+    return number
+
+
+def _text(p: Param, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise BadInput(f"{p.name} must be text, not {type(value).__name__} ({value!r})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadInput(f"{p.name} must be text, not {value!r}")
+    text = str(value).strip()
+    if any(c in _CONTROL for c in text):
+        raise BadInput(f"{p.name} {text!r} holds control characters (a new line, a tab...): remove them")
+    return text
+
+
+def _mapping(p: Param, value: Any) -> dict[str, str]:
+    """``{"old": "new"}``, its JSON text (papermill), or ``OLD=NEW`` entries (the CLI)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise BadInput(f"{p.name} is not valid JSON: give {{\"OLD\": \"NEW\"}}") from None
+        else:
+            value = [part for part in text.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)):
+        result: dict[str, str] = {}
+        for entry in value:
+            old, sep, new = str(entry).partition("=")
+            old, new = old.strip(), new.strip()
+            if not sep or not old or not new:
+                raise BadInput(f"{p.name} entry {entry!r} is not OLD=NEW (port group names on both sides)")
+            if old in result and result[old] != new:
+                raise BadInput(f"port group {old!r} is mapped twice ({result[old]!r} and {new!r}): keep one")
+            result[old] = new
+        return result
+    if not isinstance(value, Mapping):
+        raise BadInput(f"{p.name} must map old port group to new port group, not {type(value).__name__}")
+    result = {}
+    for old, new in value.items():
+        if not isinstance(old, str) or not isinstance(new, str) or not old.strip() or not new.strip():
+            raise BadInput(f"{p.name} entry {old!r}: {new!r} is malformed: both port group names must be "
+                           f"non-empty text (OLD=NEW)")
+        result[old.strip()] = new.strip()
+    return result
+
+
+def _list(p: Param, value: Any) -> list[str]:
+    """A list of names, or one text of comma-separated names (papermill, a scheduler's config)."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",")]
+    if not isinstance(value, (list, tuple)):
+        raise BadInput(f"{p.name} must be a list of names, not {type(value).__name__}")
+    names = [_text(p, v) for v in value]
+    return [n for n in names if n]

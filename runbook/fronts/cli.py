@@ -1,0 +1,188 @@
+"""The ``runbook`` command: options derived from the engine's requests, one engine run each, events streamed.
+
+Connection settings come from govc's environment variables (GOVC_URL, GOVC_USERNAME, GOVC_PASSWORD,
+GOVC_INSECURE, GOVC_TLS_CA_CERTS); with none set, the lab vCenter is used. Options are validated here,
+in this process, before any kernel starts; a run then goes through the papermill pipeline, whose events
+(each check, the task's percent, probes lost so far) are printed as they come.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runbook import __version__, errors
+from runbook.engine.requests import REQUESTS, Request, build
+from runbook.errors import RunbookError
+
+EXIT_CODES = textwrap.dedent("""\
+    exit codes:
+      0  succeeded (also: dry run, nothing to do, a check that passed)
+      1  the move or the run failed (task fault, failed verification, notebook error)
+      2  refused: bad input, an unknown name or a failed check; nothing was changed
+      3  timed out, cancelled or interrupted (SIGINT, SIGTERM): the vCenter task was cancelled
+      4  no vCenter, unreachable, wrong credentials or untrusted certificate
+      5  outcome unknown: a task was started and could not be followed (see its id)
+    """)
+EXAMPLES = {
+    "inventory": "  runbook inventory --cluster Cluster-A",
+    "check": "  runbook check --vm app-01 --host esx-02.lab.local\n\n"
+             "exit 0 when nothing failed (warnings allowed), 2 when a check failed",
+    "migrate": "  runbook migrate --vm web-01 --host esx-02.lab.local\n"
+               "  runbook migrate --vm web-01 --datastore nfs-02 --disk-format thin --dry-run",
+    "enable-vmotion": "  runbook enable-vmotion --host esx-04.lab.local            # dry run\n"
+                      "  runbook enable-vmotion --host esx-04.lab.local --apply",
+}
+HELP = {"inventory": "inventory the vCenter into an HTML report",
+        "check": "check every prerequisite of a move; change nothing",
+        "migrate": "move a running VM to another host and/or datastore",
+        "enable-vmotion": "enable vMotion on a VMkernel adapter of hosts"}
+FRONT_OPTIONS = ("with_code", "reports", "quiet")  # how to show and where to keep, not what to do
+
+
+def add_request_options(cmd: argparse.ArgumentParser, cls: type[Request]) -> None:
+    """One option per request field, named by the field (``dest``); values stay raw text so that the
+    request's own validation gives the one message for them, whatever front they came from."""
+    for p in cls.params():
+        kwargs: dict[str, Any] = {"dest": p.name, "help": p.help}
+        if p.type is bool:
+            kwargs["action"] = "store_true"
+        elif p.repeat:
+            kwargs.update(action="append", default=None, metavar=p.metavar or p.name.upper())
+        else:
+            kwargs.update(default=None, metavar=p.metavar or p.flag.lstrip("-").upper().replace("-", "_"))
+        cmd.add_argument(p.flag, **kwargs)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="runbook", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="vMotion runbook: inventory, prerequisite checks, the move, ping loss and change records.",
+        epilog=EXIT_CODES + "\nconnection: GOVC_URL, GOVC_USERNAME, GOVC_PASSWORD (or RUNBOOK_PASSWORD_FILE), "
+                            "GOVC_INSECURE, GOVC_TLS_CA_CERTS;\nwith no GOVC_URL the running lab vCenter is used.")
+    p.add_argument("--version", action="version", version=f"runbook {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what the runbook does")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    lab = sub.add_parser("lab", help="start, stop or show the lab vCenter (a simulator)",
+                         description="The lab vCenter: govmomi's simulator, extended to behave like vCenter.",
+                         epilog="example:\n  eval \"$(runbook lab start --scenario prereq-failures)\"",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+    start = lab_sub.add_parser("start", help="build (first time) and start the lab; print govc exports")
+    start.add_argument("--scenario", default="default", help="scenario name in sim/scenarios (default: default)")
+    start.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    start.add_argument("--tls", action="store_true", help="serve HTTPS with a generated certificate")
+    start.add_argument("--vms", type=int, help="scale scenario: number of VMs")
+    start.add_argument("--hosts", type=int, help="scale scenario: number of hosts")
+    lab_sub.add_parser("stop", help="stop the lab and remove its files")
+    lab_sub.add_parser("status", help="say whether the lab runs, and where")
+    lab_sub.add_parser("env", help="print the govc exports of the running lab")
+
+    for kind, cls in REQUESTS.items():
+        epilog = "example" + ("s" if "\n  runbook" in EXAMPLES[kind] else "") + ":\n" + EXAMPLES[kind]
+        if kind == "migrate":
+            epilog += "\n\n" + EXIT_CODES
+        cmd = sub.add_parser(kind, help=HELP[kind], description=cls.__doc__, epilog=epilog,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_request_options(cmd, cls)
+        cmd.add_argument("--with-code", action="store_true", help="show the code cells in the HTML report")
+        cmd.add_argument("--reports", type=Path, help="reports directory (default: reports/ or $RUNBOOK_REPORTS)")
+        cmd.add_argument("-q", "--quiet", action="store_true",
+                         help="print only the outcome and the report's path (for schedulers)")
+
+    rep = sub.add_parser("reports", help="list the change records under reports/")
+    rep.add_argument("--reports", type=Path, help="reports directory")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="runbook: %(levelname)s: %(message)s")
+    try:
+        return _dispatch(args)
+    except RunbookError as exc:
+        print(f"runbook: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("runbook: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "lab":
+        return _lab(args)
+    if args.command == "reports":
+        return _reports(args)
+    cls = REQUESTS[args.command]
+    request = build(cls, {p.name: getattr(args, p.name) for p in cls.params()})
+    return _run(request, args)
+
+
+def _run(request: Request, args: argparse.Namespace) -> int:
+    from runbook.engine.context import RunContext
+    from runbook.engine.events import RunFinished, printer
+    from runbook.fronts.pipeline import run_notebook
+
+    show = printer(print)
+
+    def on_event(event: Any) -> None:
+        if not args.quiet and not isinstance(event, RunFinished):  # the outcome is printed from the record
+            show(event)
+
+    context = RunContext(reports_dir=args.reports, via="headless", with_code=args.with_code)
+    result = run_notebook(request, context=context, on_event=on_event)
+    print(f"{result.outcome}: {result.summary}".rstrip(": "), flush=True)
+    print(f"report: {result.report or result.run_dir / 'record.json'}", flush=True)
+    error = result.record.get("error") or {}
+    if result.exit_code and error.get("message") and not args.quiet:
+        print(f"runbook: error: {error['message']}", file=sys.stderr)
+    return result.exit_code
+
+
+def _reports(args: argparse.Namespace) -> int:
+    from runbook.records.report import list_runs
+
+    runs = list_runs(args.reports)
+    if runs.empty:
+        print("no runs yet")
+        return 0
+    print(runs.drop(columns=["report"]).to_string(index=False))
+    return 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    try:
+        import runbook_lab as lab
+    except ImportError:
+        raise errors.LabError("the lab vCenter is not installed here: it ships with the source checkout "
+                              "(make demo), not with the package") from None
+
+    if args.lab_command == "start":
+        info = lab.start(args.scenario, args.port, tls=args.tls, vms=args.vms, hosts=args.hosts)
+        print(f"# lab vCenter ({info.scenario}) running at {info.url}, pid {info.pid}", file=sys.stderr)
+        print(info.exports(), end="")
+        return 0
+    if args.lab_command == "stop":
+        print("lab stopped" if lab.stop() else "no lab was running")
+        return 0
+    info = lab.status()
+    if args.lab_command == "status":
+        if info is None:
+            print("no lab running (start one with: runbook lab start)")
+            return 1
+        print(f"lab vCenter ({info.scenario}) running at {info.url}, pid {info.pid}")
+        return 0
+    if info is None:
+        raise errors.LabError("no lab running: start one with: runbook lab start")
+    print(info.exports(), end="")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The headless front: a request run as its notebook under papermill, followed live, into a run directory.
+
+``run_notebook(request)`` is what ``runbook migrate ...`` does once the CLI has validated the options:
+it makes the run directory, writes the run's context there (``context.json``, passed to the notebook as
+``run_context``), executes the notebook with a kernel of this same interpreter, streams the events the
+engine writes to ``events.jsonl``, and renders ``report.html`` from the executed notebook. The record
+itself is the engine's (in the kernel); this front only settles a record that a dead or killed kernel
+left RUNNING, with the same recorder.
+
+SIGINT and SIGTERM are forwarded to the kernel as an interrupt: the engine cancels the vCenter task and
+finalises the record. A kernel that does not end within ``GRACE_S`` is killed, and the record is settled
+from what the vCenter reports.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runbook import errors
+from runbook.engine.context import CONTEXT_FILE, RunContext
+from runbook.engine.events import EVENTS_FILE, Notice, Sink, follow
+from runbook.engine.requests import Request
+from runbook.engine.result import RunResult
+from runbook.errors import BadInput
+from runbook.records import record as rec
+
+log = logging.getLogger("runbook")
+
+NOTEBOOKS = {"inventory": "inventory.ipynb", "check": "check.ipynb", "migrate": "migrate.ipynb",
+             "enable-vmotion": "enable_vmotion.ipynb"}
+CONTEXT_PARAMETER = "run_context"  # the one notebook parameter that is not a request field
+GRACE_S = 60.0  # after an interrupt, how long the kernel may take to cancel and record before it is killed
+
+
+def notebooks_dir() -> Path:
+    env = os.environ.get("RUNBOOK_NOTEBOOKS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def notebook_path(kind: str) -> Path:
+    if kind not in NOTEBOOKS:
+        raise BadInput(f"unknown runbook {kind!r}; choose one of {', '.join(NOTEBOOKS)}")
+    return notebooks_dir() / NOTEBOOKS[kind]
+
+
+def _kernel_manager(socket_dir: Path, started: list) -> type:
+    """A kernel manager for a kernel of this interpreter, over Unix sockets in a private directory.
+
+    Over TCP every ipykernel prints "Kernel is running over TCP without encryption"; over IPC the channels
+    are files only this user can open. The kernel is ``sys.executable``, so a plain (non-editable)
+    install runs its own notebooks whatever kernelspecs the machine has.
+    """
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec
+
+    class _RunbookKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = str(socket_dir / "kernel")
+            started.append(self)
+
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                              display_name="runbook", language="python", env={}, interrupt_mode="signal")
+
+    return _RunbookKernelManager
+
+
+def _kernel_pid(managers: list) -> int | None:
+    for km in managers:
+        provisioner = getattr(km, "provisioner", None)
+        pid = getattr(provisioner, "pid", None) or getattr(getattr(provisioner, "process", None), "pid", None)
+        if pid:
+            return int(pid)
+    return None
+
+
+@contextlib.contextmanager
+def _forward_signals(managers: list, interrupted: list[str]) -> Iterator[None]:
+    """SIGINT and SIGTERM interrupt the kernel (the engine then ends the run truthfully); if it is not
+    done within GRACE_S it is killed and the record settled here."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    killer: list[threading.Timer] = []
+
+    def kill() -> None:
+        pid = _kernel_pid(managers)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def handler(signum: int, frame: Any) -> None:
+        interrupted.append(signal.Signals(signum).name)
+        pid = _kernel_pid(managers)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+        if not killer:
+            killer.append(threading.Timer(GRACE_S, kill))
+            killer[0].daemon = True
+            killer[0].start()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+        for timer in killer:
+            timer.cancel()
+
+
+def run_notebook(request: Request, *, context: RunContext | None = None, on_event: Sink | None = None) -> RunResult:
+    """Run ``request`` as its notebook; return how it ended (the exit code is the record's outcome's).
+
+    Raises the refusal (BadInput, NotFound, ConnectionFailed...) when the engine refused the request before
+    a record existed; the run directory is then removed: a refusal leaves no change record.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from runbook.records.rundir import make_run_dir
+
+    context = (context or RunContext(via="headless")).replace(report=False, events_file=True)
+    notebook = notebook_path(request.kind)
+    reports_dir = context.resolved_reports_dir()
+    try:
+        run_dir = make_run_dir(reports_dir, request.change_id or None)
+    except OSError as exc:
+        raise BadInput(f"the reports directory {str(reports_dir)!r} cannot hold a run ({exc.strerror or exc}): "
+                       f"give a writable directory with --reports DIR or RUNBOOK_REPORTS") from None
+    context = context.replace(run_dir=run_dir.resolve())
+    context_file = context.save(run_dir / CONTEXT_FILE)
+    parameters = {**request.to_params(), CONTEXT_PARAMETER: str(context_file)}
+    output = run_dir / "run.ipynb"
+    failure: dict[str, Any] | None = None
+    interrupted: list[str] = []
+    managers: list = []
+    log.info("running %s into %s", notebook.name, run_dir)
+    with contextlib.ExitStack() as stack:
+        sockets = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="runbook-kernel-")))
+        if on_event is not None:
+            stack.enter_context(follow(run_dir / EVENTS_FILE, on_event))
+        stack.enter_context(_forward_signals(managers, interrupted))
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(output), parameters=parameters, progress_bar=False, log_output=False,
+                cwd=str(notebook.parent), request_save_on_cell_execute=True,
+                kernel_manager_class=_kernel_manager(sockets, managers))
+        except PapermillExecutionError as exc:
+            failure = {"type": exc.ename, "message": _first_line(exc.evalue, exc.ename), "cell": exc.exec_count}
+        except Exception as exc:  # the kernel died or was killed, the output could not be written
+            failure = {"type": type(exc).__name__, "message": _first_line(str(exc), type(exc).__name__)}
+    with contextlib.suppress(OSError):
+        output.chmod(0o600)
+    data = rec.load(run_dir)
+    if data is None:
+        return _no_record(request, context, run_dir, failure, interrupted)
+    if data.get("outcome") == "RUNNING":
+        data = _settle(run_dir, interrupted, failure)
+    notices = [] if failure is None or _is_refusal(failure) or not failure.get("type") else [
+        f"the notebook stopped on {failure['type']}: {failure['message']} (the record holds the run's outcome)"]
+    report = _render(run_dir, data, context, notices)
+    for text in notices:
+        if on_event is not None:
+            on_event(Notice("warning", text))
+    return RunResult(record=data, exit_code=int(data.get("exit_code", rec.EXIT_OF_OUTCOME.get(
+        str(data.get("outcome")), errors.EXIT_FAILED))), run_dir=run_dir, report=report, notebook=output,
+        notices=notices)
+
+
+def _is_refusal(failure: dict[str, Any]) -> bool:
+    cls = getattr(errors, str(failure.get("type")), None)
+    return isinstance(cls, type) and issubclass(cls, errors.RunbookError) and cls.exit_code in (
+        errors.EXIT_REFUSED, errors.EXIT_CONNECTION)
+
+
+def _no_record(request: Request, context: RunContext, run_dir: Path, failure: dict[str, Any] | None,
+               interrupted: list[str]) -> RunResult:
+    """The kernel ended before the engine made a record: a refusal (no record, the error raised), an
+    interrupt before anything started, or a kernel that died: recorded as FAILED."""
+    if failure and _is_refusal(failure):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cls = getattr(errors, str(failure["type"]))
+        raise (errors.ConnectionFailed if cls.exit_code == errors.EXIT_CONNECTION else BadInput)(failure["message"])
+    from runbook.records.recorder import Recorder
+
+    recorder = Recorder(request.kind, request.to_params(), context).start()
+    if interrupted:
+        data = recorder.finish("CANCELLED", f"interrupted ({interrupted[0]}) before the run started: nothing was "
+                                            f"changed", error={"type": "Interrupted", "message": interrupted[0]})
+    else:
+        failure = failure or {"type": "Error", "message": "the notebook ended without a record"}
+        data = recorder.finish("FAILED", f"{failure['type']}: {failure['message']}; the run stopped before it "
+                                         f"started anything", error={k: failure[k] for k in ("type", "message")})
+    return RunResult(record=data, exit_code=recorder.exit_code, run_dir=run_dir,
+                     report=_render(run_dir, data, context, []), notebook=run_dir / "run.ipynb")
+
+
+def _settle(run_dir: Path, interrupted: list[str], failure: dict[str, Any] | None) -> dict[str, Any]:
+    from runbook.engine.settle import settle
+    from runbook.vsphere.connection import settings_from_env
+
+    settings = None
+    with contextlib.suppress(Exception):
+        settings = settings_from_env()
+    return settle(run_dir, interrupted=interrupted[0] if interrupted else None,
+                  failure={k: failure[k] for k in ("type", "message")} if failure else None, settings=settings) or {}
+
+
+def _render(run_dir: Path, data: dict[str, Any], context: RunContext, notices: list[str]) -> Path | None:
+    """report.html from the executed notebook, and the index; a failure is a notice, never the outcome."""
+    from runbook.records import report
+
+    html = None
+    try:
+        html = report.write_html(run_dir, data, with_code=context.with_code)
+    except Exception as exc:
+        notices.append(f"the report could not be written ({type(exc).__name__}: {exc}); record.json holds the "
+                       f"outcome")
+    try:
+        report.write_index(run_dir.parent.parent)
+    except Exception as exc:
+        notices.append(f"the reports index could not be updated ({type(exc).__name__}: {exc})")
+    return html
+
+
+def _first_line(text: Any, default: str) -> str:
+    text = str(text or "").strip()
+    return text.splitlines()[0].strip() if text else default

@@ -1,0 +1,389 @@
+"""The interactive front of the migration notebook: choose, check and migrate with ipywidgets.
+
+The picks (cluster, VM, migration type, target host, target datastore, disk format), their options,
+resets and the enabling of the buttons live in :class:`runbook.fronts.choices.Choices` (plain Python,
+tested without a kernel); :class:`Wizard` only draws them and shows the engine's events. **Check** runs
+the engine's check as a preview (no record); **Migrate** runs the engine's move in a background thread
+(the kernel handles no widget events while a cell runs), rendering its events as they come: each check,
+the task's progress, the live probes, the outcome. **Cancel** asks the engine to stop: it cancels the
+vCenter task and records what the vCenter then reports. The record and report.html are the engine's,
+the same as a headless run's; a new pick clears the previous run's result.
+"""
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import threading
+import traceback
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import ipywidgets as w
+from IPython.display import HTML, display
+
+from runbook.engine.context import RunContext
+from runbook.engine.events import CheckDone, Event, Notice, PingSample, RunFinished, Step, TaskProgress
+from runbook.engine.requests import MoveRequest, build
+from runbook.errors import BadInput, RunbookError
+from runbook.fronts import notebook as nbh
+from runbook.fronts.choices import STEPS, Choices
+from runbook.vsphere.connection import Settings, connect, settings_from_env
+from runbook.vsphere.inventory import Inventory, read_inventory
+
+log = logging.getLogger("runbook")
+
+STEP_LABELS = {"cluster": "Cluster", "vm": "VM", "kind": "Migration type", "host": "Target host",
+               "datastore": "Target datastore", "disk_format": "Disk format"}
+_BANNER = {"SUCCEEDED": ("#1e7b34", "#e6f4ea"), "NO CHANGE": ("#1e7b34", "#e6f4ea"),
+           "DRY RUN": ("#2f5d8a", "#e8f0fa")}
+_FAIL_COLOURS = ("#b3261e", "#fce8e6")
+PICKED = ("vm", "target_host", "target_datastore", "disk_format")  # what the pickers choose
+
+
+def chooser(namespace: dict[str, Any]) -> Optional["Wizard"]:
+    """The migration notebook's chooser cell; ``namespace`` is the notebook's ``globals()``.
+
+    With ``vm`` given, or in a headless run (``run_context`` set), it shows nothing and returns None: the
+    cells below do the run (and refuse an empty ``vm``). With ``vm`` empty in JupyterLab it reads the
+    inventory, displays the wizard, and raises BadInput so that *Run All* stops here.
+    """
+    global LAST
+    vm = str(namespace.get("vm") or "").strip()
+    if vm or namespace.get("run_context"):
+        return None
+    params = {p.name: namespace[p.name] for p in MoveRequest.params() if p.name in namespace and p.name not in PICKED}
+    settings = settings_from_env()
+    with connect(settings) as si:
+        inventory = read_inventory(si)
+    LAST = Wizard(settings, inventory, **params)
+    display(LAST.view)
+    raise BadInput("no VM given: pick one in the chooser above, then Check and Migrate (this stops Run All "
+                   "here); a headless run (papermill, runbook migrate) needs vm and a target")
+
+
+LAST: Optional["Wizard"] = None  #: the wizard the chooser cell showed last (for a look from another cell)
+
+
+def _html_table(rows: list[tuple[str, str]]) -> str:
+    cells = "".join(f'<tr><th style="text-align:left;padding:2px 12px 2px 0;color:#555">{html.escape(k)}</th>'
+                    f'<td style="text-align:left;padding:2px 0">{html.escape(str(v))}</td></tr>' for k, v in rows)
+    return f'<table style="border-collapse:collapse;margin:4px 0">{cells}</table>'
+
+
+def outcome_html(data: dict[str, Any]) -> str:
+    """The outcome banner and key figures of a finished record (what the top of report.html shows)."""
+    outcome = str(data.get("outcome"))
+    fg, bg = _BANNER.get(outcome, _FAIL_COLOURS)
+    figures = [(str(a), str(b)) for a, b in data.get("figures") or []]
+    if data.get("error"):
+        figures.append(("Error", f"{data['error'].get('type')}: {data['error'].get('message')}"))
+    return (f'<div class="rb-outcome" style="border-left:6px solid {fg};background:{bg};padding:8px 12px;'
+            f'margin:6px 0"><div style="color:{fg};font-weight:700;font-size:1.15em">{html.escape(outcome)}</div>'
+            f'<div>{html.escape(str(data.get("summary") or ""))}</div>{_html_table(figures)}</div>')
+
+
+def error_html(exc: BaseException) -> str:
+    """One red line for the runbook's own errors (they explain themselves), the traceback for a bug."""
+    if isinstance(exc, RunbookError):
+        text = f"{type(exc).__name__}: {exc}"
+    else:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return (f'<pre class="rb-error" style="color:#b3261e;background:#fce8e6;padding:6px 10px;'
+            f'white-space:pre-wrap">{html.escape(text)}</pre>')
+
+
+class Wizard:
+    """The chooser: pickers over :class:`Choices`, Check and Migrate buttons, progress and results."""
+
+    def __init__(self, settings: Settings, inventory: Inventory, **params: Any):
+        """``params``: the notebook's other parameters (priority, ping, timeout, change id...), as raw
+        values; they are validated with the picks into a :class:`MoveRequest` by the engine's rules."""
+        unknown = set(params) - {p.name for p in MoveRequest.params()} | (set(params) & set(PICKED))
+        if unknown:
+            raise BadInput(f"unknown wizard parameter(s): {', '.join(sorted(unknown))}")
+        self.settings, self.params = settings, params
+        plan_options = {"priority": params.get("priority") or "default",
+                        "resource_pool": params.get("resource_pool") or None,
+                        "network_map": params.get("network_map") or {}}
+        self.choices = Choices(inventory, plan_options=plan_options)
+        self.result: Any = None  # the engine's RunResult of the last Migrate
+        self.thread: Optional[threading.Thread] = None
+        self.error: Optional[BaseException] = None
+        self.cancel_event = threading.Event()
+        self._syncing = False
+        self._build()
+        self._sync()
+
+    # -- view -----------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        wide = lambda: w.Layout(width="640px")  # noqa: E731 (one Layout per widget: hiding one hides all sharing it)
+        style = {"description_width": "130px"}
+        self.pickers: dict[str, w.Widget] = {}
+        for step in STEPS:
+            if step == "vm":
+                pick = w.Select(options=[], value=None, rows=7, description="VM", style=style, layout=wide())
+            elif step == "kind":
+                pick = w.ToggleButtons(options=[], value=None, description="Migration type", style=style)
+            else:
+                pick = w.Dropdown(options=[], value=None, description=STEP_LABELS[step], style=style,
+                                  layout=wide())
+            pick.add_class(f"rb-{step.replace('_', '-')}")
+            pick.observe(lambda change, s=step: self._on_pick(s, change["new"]), names="value")
+            self.pickers[step] = pick
+        self.vm_filter = w.Text(placeholder="type part of a name, host, datastore or IP", description="Filter VMs",
+                                style=style, layout=wide(), continuous_update=True)
+        self.vm_filter.add_class("rb-vm-filter")
+        self.vm_filter.observe(lambda c: self._on_filter(c["new"]), names="value")
+        self.details = w.HTML(layout=w.Layout(margin="0 0 0 136px"))
+        self.details.add_class("rb-vm-details")
+        self.hint = w.HTML()
+        self.hint.add_class("rb-hint")
+        self.check_button = w.Button(description="Check", icon="check", button_style="info")
+        self.check_button.add_class("rb-check")
+        self.force = w.Text(placeholder="reason to move despite failed checks", description="Force reason",
+                            style={"description_width": "90px"}, layout=w.Layout(width="420px"))
+        self.force.add_class("rb-force")
+        self.force.observe(lambda c: self._sync_buttons(), names="value")
+        dry = bool(self.params.get("dry_run"))
+        self.migrate_button = w.Button(description="Dry run" if dry else "Migrate", icon="play",
+                                       button_style="warning" if dry else "success")
+        self.migrate_button.add_class("rb-migrate")
+        self.check_button.on_click(lambda _: self.check())
+        self.migrate_button.on_click(lambda _: self.migrate())
+        self.checks_out = w.Output()
+        self.checks_out.add_class("rb-checks")
+        self.progress = w.IntProgress(value=0, min=0, max=100, description="Task", style=style, layout=wide())
+        self.state = w.Label()
+        self.state.add_class("rb-state")
+        self.ping_label = w.Label()
+        self.ping_label.add_class("rb-ping")
+        self.result_out = w.Output()
+        self.result_out.add_class("rb-result")
+        self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="danger")
+        self.cancel_button.add_class("rb-cancel")
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.run_box = w.VBox([w.HBox([self.progress, self.state, self.cancel_button]), self.ping_label])
+        self.run_box.layout.display = "none"
+        title = w.HTML("<h3 style='margin:4px 0'>Migrate a VM</h3><span style='color:#555'>Pick from the top "
+                       "down; changing a choice clears those below it. Check, then Migrate.</span>")
+        self.view = w.VBox([title, self.pickers["cluster"], self.vm_filter, self.pickers["vm"], self.details,
+                            self.pickers["kind"], self.pickers["host"], self.pickers["datastore"],
+                            self.pickers["disk_format"], self.hint,
+                            w.HBox([self.check_button, self.force, self.migrate_button]),
+                            self.run_box, self.checks_out, self.result_out])
+        self.view.add_class("rb-wizard")
+
+    def _ipython_display_(self) -> None:
+        display(self.view)
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        self._syncing = True
+        try:
+            yield
+        finally:
+            self._syncing = False
+
+    def _sync(self, after: Optional[str] = None) -> None:
+        """Put the model into the widgets: options of the steps below ``after`` (all when None), values, enabling."""
+        c = self.choices
+        first = 0 if after is None else STEPS.index(after) + 1
+        with self._quiet():
+            for step in STEPS[first:]:
+                pick = self.pickers[step]
+                options = c.options(step)
+                if list(pick.options) != options:
+                    pick.options = options
+                pick.value = getattr(c, step)  # None: nothing chosen, never the first option
+            for step in STEPS:
+                pick = self.pickers[step]
+                pick.disabled = c.busy or not pick.options or not c.needed(step)
+                pick.layout.display = None if c.needed(step) else "none"
+            self.vm_filter.disabled = c.busy or c.cluster is None
+        details = c.vm_details()
+        self.details.value = _html_table(list(details.items())) if details else ""
+        self.hint.value = (f"<b>{html.escape(c.describe())}</b>" if c.complete() else "") + \
+            f"<div style='color:#555'>{html.escape(c.hint())}</div>"
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        c = self.choices
+        self.check_button.disabled = not c.can_check()
+        self.migrate_button.disabled = not c.can_migrate(self.force.value)
+        self.force.disabled = c.busy
+
+    # -- events ---------------------------------------------------------------------------------------
+    def _on_pick(self, step: str, value: Optional[str]) -> None:
+        if self._syncing:
+            return
+        self.choices.choose(step, value)
+        self._clear()
+        self._sync(after=step)
+
+    def _clear(self) -> None:
+        """A new pick: the previous checks and the previous run's banner and progress go."""
+        self.checks_out.outputs = ()
+        if self.thread is None or not self.thread.is_alive():
+            self.result_out.outputs = ()
+            self.run_box.layout.display = "none"
+            self.progress.value, self.state.value, self.ping_label.value = 0, "", ""
+
+    def _on_filter(self, text: str) -> None:
+        self.choices.filter_vms(text)
+        self._sync(after="cluster")
+
+    def pick(self, **values: Optional[str]) -> "Wizard":
+        """Set pickers as a click would, top to bottom (``pick(cluster=..., vm=..., kind="host", ...)``)."""
+        for step in STEPS:
+            if step in values:
+                self.pickers[step].value = values[step]
+        return self
+
+    def _show_error(self, out: w.Output, exc: BaseException) -> None:
+        self.error = exc
+        log.error("%s: %s", type(exc).__name__, exc)
+        out.append_display_data(HTML(error_html(exc)))
+
+    def request(self) -> MoveRequest:
+        """The picks and the notebook's parameters as the engine's request (its validation, its messages)."""
+        c = self.choices
+        plan = c.plan()
+        if plan is None:
+            raise BadInput("pick a VM, a migration type and its targets first")
+        values = {**self.params, "vm": c.vm, "target_host": plan.target_host or "",
+                  "target_datastore": plan.target_datastore or "", "disk_format": plan.disk_format,
+                  "force_reason": self.force.value.strip() or self.params.get("force_reason") or ""}
+        return build(MoveRequest, values)
+
+    # -- Check ----------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Run every check (and the vCenter's verdict) for the current picks as a preview; show the table."""
+        from runbook.engine import check
+        from runbook.engine.requests import CheckRequest
+
+        c = self.choices
+        if c.plan() is None or c.busy:
+            return
+        self._clear()
+        c.busy = True
+        self.check_button.description = "Checking…"
+        self._sync()
+        try:
+            request = self.request()
+            values = {p.name: getattr(request, p.name) for p in CheckRequest.params()}
+            result = check(build(CheckRequest, values), settings=self.settings,
+                           context=RunContext(record=False, report=False, via="widgets"))
+            c.checks = result.state.checks
+            self.checks_out.append_display_data(HTML(f"<b>{html.escape(result.record.get('verdict', ''))}</b>"))
+            self.checks_out.append_display_data(nbh.styled_checks(result.state.checks))
+        except Exception as exc:
+            self._show_error(self.checks_out, exc)
+        finally:
+            c.busy = False
+            self.check_button.description = "Check"
+            self._sync()
+
+    # -- Migrate --------------------------------------------------------------------------------------
+    def migrate(self, wait: bool = False) -> Optional[threading.Thread]:
+        """Start the move in a background thread (``wait=True``: and wait for it, for tests)."""
+        c = self.choices
+        if not c.can_migrate(self.force.value):
+            return None
+        try:
+            request = self.request()
+        except BadInput as exc:
+            self._show_error(self.result_out, exc)
+            return None
+        c.busy = True
+        self._sync()
+        self.result_out.outputs = ()
+        self.checks_out.outputs = ()
+        self.cancel_event = threading.Event()
+        self.progress.value, self.progress.bar_style = 0, "info"
+        self.state.value, self.ping_label.value = "starting", ""
+        self.cancel_button.disabled = False
+        self.run_box.layout.display = None
+        self.thread = threading.Thread(target=self._run, args=(request,), name="runbook-migrate", daemon=True)
+        self.thread.start()
+        if wait:
+            self.thread.join()
+        return self.thread
+
+    def cancel(self) -> None:
+        """Ask the running move to stop: the engine cancels the vCenter task and records the outcome."""
+        self.cancel_event.set()
+        self.cancel_button.disabled = True
+        self.state.value = "cancelling…"
+
+    def on_event(self, event: Event) -> None:
+        """Render one of the engine's events."""
+        if isinstance(event, TaskProgress):
+            self.progress.value = max(0, min(100, event.percent))
+            self.state.value = f"{event.percent}% {event.state}"
+        elif isinstance(event, PingSample):
+            self.ping_label.value = "Ping " + (event.line() or "").strip().removeprefix("ping ")
+        elif isinstance(event, Step) and event.text:
+            self.state.value = event.text
+        elif isinstance(event, CheckDone) and event.status in ("fail", "warn"):
+            self.checks_out.append_display_data(HTML(
+                f"<div class='rb-check-{event.status}'>{html.escape(event.status.upper())} "
+                f"{html.escape(event.check)}: {html.escape(event.found)}</div>"))
+        elif isinstance(event, Notice):
+            self.checks_out.append_display_data(HTML(f"<div style='color:#9a6700'>{html.escape(event.text)}</div>"))
+        elif isinstance(event, RunFinished):
+            self.state.value = event.outcome
+
+    def _run(self, request: MoveRequest) -> None:
+        from runbook.engine import migrate
+
+        result = None
+        try:
+            result = self.result = migrate(request, on_event=self.on_event, settings=self.settings,
+                                           cancel=self.cancel_event, context=RunContext(via="widgets"))
+            self.result_out.append_display_data(HTML(outcome_html(result.record)))
+            self._show_results(result)
+        except Exception as exc:
+            self._show_error(self.result_out, exc)
+        finally:
+            self._after_run(result)
+
+    def _show_results(self, result: Any) -> None:
+        m = result.state
+        if m is not None:
+            ping = m.ping_summary() or {}
+            if m.ping is not None:
+                self.ping_label.value = f"Ping {m.ping.target}: {ping.get('description', '')}"
+            elif ping.get("note"):
+                self.ping_label.value = f"Ping: {ping['note']}"
+            if m.after:
+                self.result_out.append_display_data(HTML("<b>Where the vCenter says the VM is now</b>"))
+                self.result_out.append_display_data(nbh.placement_table(m.before, m.after))
+                self.result_out.append_display_data(m.verification)
+        if result.report is not None:
+            self.result_out.append_display_data(HTML(
+                f'<div class="rb-report" style="color:#555">Change record: {html.escape(str(result.report))} '
+                f'(and record.json beside it)</div>'))
+
+    def _after_run(self, result: Any) -> None:
+        outcome = result.outcome if result is not None else "FAILED"
+        self.progress.bar_style = "success" if outcome in ("SUCCEEDED", "NO CHANGE", "DRY RUN") else "danger"
+        if outcome == "SUCCEEDED":
+            self.progress.value = 100
+        self.state.value = str(outcome)
+        self.cancel_button.disabled = True
+        c = self.choices
+        c.busy = False
+        try:  # re-read so that the pickers show where the VMs are now; keep the cluster and VM picked
+            with connect(self.settings) as si:
+                inventory = read_inventory(si)
+            cluster, vm = c.cluster, c.vm
+            self.choices = Choices(inventory, plan_options=c.plan_options, vm_filter=c.vm_filter)
+            self.choices.choose("cluster", cluster)
+            if vm in set(inventory.vms["moid"]):
+                self.choices.choose("vm", vm)
+        except Exception as exc:
+            self._show_error(self.result_out, exc)
+            c.checks = None
+        self.force.value = ""
+        self._sync()

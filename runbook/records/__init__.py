@@ -1,0 +1,1 @@
+"""Change records: the JSON record (one owner, schema-validated), its HTML report and the reports index."""

@@ -1,0 +1,404 @@
+"""The vCenter inventory as pandas tables: VMs, hosts, clusters, datastores, networks, VMkernel adapters.
+
+Everything is read in bulk: one ContainerView per datacenter with explicit property paths for every type
+(names of referenced objects come from the same reply), plus one read of the running tasks. The number
+of SOAP requests does not grow with the number of VMs.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from pyVmomi import vim
+
+from runbook.vsphere import devices
+from runbook.vsphere.devices import datastore_of_path
+from runbook.errors import NotFound
+from runbook.vsphere.find import find_row
+from runbook.vsphere.fastsoap import no_gc
+from runbook.vsphere.properties import Records, container_view, name_in, namer, retrieve_objects, retrieve_view
+
+VM_PATHS = [
+    "name", "runtime.powerState", "runtime.host", "resourcePool", "datastore", "network",
+    "guest.ipAddress", "guest.net", "guest.toolsRunningStatus", "config.guestFullName",
+    "config.hardware.numCPU", "config.hardware.memoryMB", "config.hardware.device",
+    "config.files.vmPathName", "summary.storage.committed", "summary.storage.uncommitted",
+]
+HOST_PATHS = [
+    "name", "parent", "runtime.connectionState", "runtime.powerState", "runtime.inMaintenanceMode",
+    "hardware.cpuPkg", "summary.hardware.cpuModel", "summary.currentEVCModeKey", "summary.maxEVCModeKey",
+    "summary.config.vmotionEnabled", "config.network.vnic", "config.virtualNicManagerInfo.netConfig",
+    "config.vmotion.netConfig.selectedVnic", "datastore", "network",
+]
+DATASTORE_PATHS = ["name", "summary", "host"]
+CLUSTER_PATHS = ["name", "host", "summary.currentEVCModeKey", "configurationEx"]
+NETWORK_PATHS = ["name", "host"]
+POOL_PATHS = ["name", "owner", "parent"]
+TASK_PATHS = ["info.state", "info.entity", "info.descriptionId", "info.key"]
+
+#: What the VM table needs of the objects VMs refer to (their names, and the cluster of each host).
+_VM_NAME_PATHS = {vim.HostSystem: ["name", "parent"], vim.ClusterComputeResource: ["name"],
+                  vim.Datastore: ["name"], vim.Network: ["name"], vim.ResourcePool: ["name"]}
+
+#: Left as XML by the fast reader: the VM table reads only a few fields of each device (see devices).
+_RAW_PATHS = ("config.hardware.device",)
+#: Asked for in a second request at the same time as the rest (70% of the VM reply's bytes).
+_ALONGSIDE = {vim.VirtualMachine: ["config.hardware.device"]}
+
+_ACTIVE_TASK_STATES = {"queued", "running"}
+_MOVE_TASKS = ("VirtualMachine.relocate", "VirtualMachine.migrate", "Drm.ExecuteVMotionLRO")
+
+
+@dataclass
+class Inventory:
+    """One read of the vCenter: the tables the checks, widgets and reports work from."""
+
+    vms: pd.DataFrame
+    hosts: pd.DataFrame
+    datastores: pd.DataFrame
+    clusters: pd.DataFrame
+    networks: pd.DataFrame
+    vmkernel: pd.DataFrame
+    pools: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=POOL_COLUMNS))
+    vcenter: str = ""
+    taken: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    def vm(self, key: str) -> pd.Series:
+        """The VM named (or with moid) ``key``; NotFound / Ambiguous otherwise."""
+        return find_row(self.vms, key, "VM")
+
+    def host(self, key: str) -> pd.Series:
+        return find_row(self.hosts, key, "host")
+
+    def datastore(self, key: str) -> pd.Series:
+        return find_row(self.datastores, key, "datastore")
+
+    def cluster(self, key: str) -> pd.Series:
+        return find_row(self.clusters, key, "cluster")
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"vms": self.vms, "hosts": self.hosts, "datastores": self.datastores,
+                "clusters": self.clusters, "networks": self.networks, "vmkernel": self.vmkernel,
+                "pools": self.pools}
+
+
+def read_inventory(si: vim.ServiceInstance, *, datacenter: str | None = None,
+                   cluster: str | None = None) -> Inventory:
+    """Read the whole inventory (or one datacenter / cluster of it) in bulk.
+
+    Replies are read with the fast reader (:mod:`runbook.fastsoap`) unless ``RUNBOOK_FAST_SOAP=0``;
+    both readers give the same tables.
+    """
+    content = si.RetrieveContent()
+    types = {vim.VirtualMachine: VM_PATHS, vim.HostSystem: HOST_PATHS, vim.Datastore: DATASTORE_PATHS,
+             vim.ClusterComputeResource: CLUSTER_PATHS, vim.Network: NETWORK_PATHS,
+             vim.ResourcePool: POOL_PATHS}
+    with no_gc():
+        records, dc_of = _read(si, datacenter, types)
+        tasks = _active_tasks(si, content)
+        inv = _build(records, dc_of, tasks)
+        del records  # freed while the collector is paused: it would otherwise traverse them all once
+    inv.vcenter = content.about.fullName if content.about else ""
+    if cluster:
+        inv = _only_cluster(inv, cluster)
+    return inv
+
+
+def read_vm_table(si: vim.ServiceInstance, *, datacenter: str | None = None) -> pd.DataFrame:
+    """Only the VM table (the same frame as ``read_inventory(si).vms``), reading only what it needs."""
+    content = si.RetrieveContent()
+    with no_gc():
+        records, dc_of = _read(si, datacenter, {vim.VirtualMachine: VM_PATHS, **_VM_NAME_PATHS})
+        tasks = _active_tasks(si, content)
+        vms = _vm_table(records, dc_of, tasks)[1]
+        del records  # freed while the collector is paused (see read_inventory)
+    return vms
+
+
+def _read(si: vim.ServiceInstance, datacenter: str | None,
+          types: dict[type, list[str]]) -> tuple[Records, dict[str, str]]:
+    """Records of ``types`` in every datacenter (or the one named), and the datacenter of each object."""
+    with container_view(si, None, [vim.Datacenter]) as view:
+        dcs = retrieve_view(si, view, {vim.Datacenter: ["name"]})
+    if datacenter:
+        dcs = {m: r for m, r in dcs.items() if datacenter in (m, r.get("name"))}
+        if not dcs:
+            raise NotFound("datacenter", datacenter, [])
+    records: Records = {}
+    dc_of: dict[str, str] = {}
+    for dc_moid, dc in dcs.items():
+        with container_view(si, dc["_ref"], list(types)) as view:
+            found = retrieve_view(si, view, types, fast=True, keep_devices=devices.CLASSES,
+                                  raw=_RAW_PATHS, alongside=_ALONGSIDE)
+        for moid in found:
+            dc_of[moid] = dc["name"]
+        records.update(found)
+    return records, dc_of
+
+
+def _active_tasks(si: vim.ServiceInstance, content: Any) -> list[dict[str, Any]]:
+    """Relocations queued or running now (one bulk read of the task manager's recent tasks)."""
+    recent = list(content.taskManager.recentTask or []) if content.taskManager else []
+    found = retrieve_objects(si, recent, {vim.Task: TASK_PATHS})
+    active = []
+    for moid, rec in found.items():
+        state, desc = str(rec.get("info.state")), rec.get("info.descriptionId") or ""
+        entity = rec.get("info.entity")
+        if state in _ACTIVE_TASK_STATES and entity is not None and (
+                desc in _MOVE_TASKS or "relocate" in desc.lower() or "migrate" in desc.lower()):
+            active.append({"task": moid, "vm": entity._moId})
+    return active
+
+
+def _by_type(records: Records, name: str) -> dict[str, dict[str, Any]]:
+    return {m: r for m, r in records.items() if r["_type"] == name}
+
+
+def _moid(ref: Any) -> str | None:
+    return ref._moId if ref is not None else None
+
+
+def _name(records: Records, ref: Any) -> str | None:
+    return name_in(records, ref._moId if ref is not None else None)
+
+
+def _cluster_of_host(records: Records) -> dict[str, str | None]:
+    clusters_r = _by_type(records, "ClusterComputeResource")
+    return {h: _name(records, r.get("parent")) if _moid(r.get("parent")) in clusters_r else None
+            for h, r in _by_type(records, "HostSystem").items()}
+
+
+def _vm_table(records: Records, dc_of: dict[str, str],
+              tasks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """The VM rows and the VM table, from VM records plus the names of what they refer to."""
+    vms_r = _by_type(records, "VirtualMachine")
+    cluster_of_host = _cluster_of_host(records)
+    task_of_vm = {t["vm"]: t["task"] for t in tasks}
+    name_of = namer(records)
+
+    vm_rows = []
+    for moid, r in vms_r.items():
+        disks, nics, cdroms = devices.read(r.get("config.hardware.device"), name_of)
+        host_moid = _moid(r.get("runtime.host"))
+        ips = []
+        for nic in r.get("guest.net") or ():
+            ips.extend(ip for ip in (nic.ipAddress or ()) if ip not in ips)
+        primary = r.get("guest.ipAddress")
+        if primary and primary not in ips:
+            ips.insert(0, primary)
+        committed = int(r.get("summary.storage.committed") or 0)
+        uncommitted = int(r.get("summary.storage.uncommitted") or 0)
+        vm_path = r.get("config.files.vmPathName")
+        vm_rows.append({
+            "name": r.get("name"), "moid": moid, "power_state": str(r.get("runtime.powerState")),
+            "datacenter": dc_of.get(moid), "cluster": cluster_of_host.get(host_moid),
+            "host": _name(records, r.get("runtime.host")), "host_moid": host_moid,
+            "resource_pool": _name(records, r.get("resourcePool")),
+            "resource_pool_moid": _moid(r.get("resourcePool")),
+            "home_datastore": datastore_of_path(vm_path), "vm_path": vm_path,
+            "datastores": sorted({_name(records, d) for d in r.get("datastore") or ()}
+                                 | {d["datastore"] for d in disks if d["datastore"]}
+                                 | {c["datastore"] for c in cdroms if c["datastore"]}
+                                 | ({datastore_of_path(vm_path)} if vm_path else set())),
+            "guest_ips": ips, "guest_ip": primary or (ips[0] if ips else None),
+            "guest_os": r.get("config.guestFullName"), "vcpus": r.get("config.hardware.numCPU"),
+            "memory_mb": r.get("config.hardware.memoryMB"),
+            "provisioned_bytes": committed + uncommitted, "committed_bytes": committed,
+            "networks": sorted({_name(records, n) for n in r.get("network") or ()}),
+            "nics": nics, "disk_count": len(disks), "disks": disks,
+            "disk_formats": sorted({d["format"] for d in disks}), "cdroms": cdroms,
+            "tools_status": r.get("guest.toolsRunningStatus"), "active_task": task_of_vm.get(moid),
+        })
+    vms = _frame(vm_rows, VM_COLUMNS)
+    _add_disk_committed(vms)
+    return vm_rows, vms
+
+
+def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]]) -> Inventory:
+    hosts_r = _by_type(records, "HostSystem")
+    clusters_r = _by_type(records, "ClusterComputeResource")
+    ds_r = _by_type(records, "Datastore")
+    nets_r = {m: r for m, r in records.items()
+              if r["_type"] in ("Network", "DistributedVirtualPortgroup", "OpaqueNetwork")}
+    pools_r = _by_type(records, "ResourcePool")
+    cluster_of_host = _cluster_of_host(records)
+    vm_rows, vms = _vm_table(records, dc_of, tasks)
+
+    vm_count = defaultdict(int)
+    for row in vm_rows:
+        vm_count[row["host_moid"]] += 1
+    moving_hosts = defaultdict(int)
+    moving_ds = defaultdict(int)
+    for row in vm_rows:
+        if row["active_task"]:
+            moving_hosts[row["host"]] += 1
+            for ds in row["datastores"]:
+                moving_ds[ds] += 1
+
+    host_rows, vmk_rows = [], []
+    for moid, r in hosts_r.items():
+        services = defaultdict(set)
+        for cfg in r.get("config.virtualNicManagerInfo.netConfig") or ():
+            selected = set(cfg.selectedVnic or ())
+            for cand in cfg.candidateVnic or ():
+                if cand.key in selected or f"{cfg.nicType}.{cand.key}" in selected:
+                    services[cand.device].add(cfg.nicType)
+        legacy = r.get("config.vmotion.netConfig.selectedVnic")
+        vnics = list(r.get("config.network.vnic") or ())
+        for vnic in vnics:
+            if legacy and legacy in (vnic.key, vnic.device):
+                services[vnic.device].add("vmotion")
+        name = r.get("name")
+        vmotion_vmks, vmotion_ips = [], []
+        for vnic in vnics:
+            ip = vnic.spec.ip.ipAddress if vnic.spec and vnic.spec.ip else None
+            svc = sorted(services.get(vnic.device, ()))
+            vmk_rows.append({"host": name, "host_moid": moid, "device": vnic.device,
+                             "port_group": vnic.portgroup, "ip": ip, "services": svc,
+                             "vmotion": "vmotion" in svc})
+            if "vmotion" in svc:
+                vmotion_vmks.append(vnic.device)
+                if ip:
+                    vmotion_ips.append(ip)
+        cpu = r.get("hardware.cpuPkg") or []
+        vendor = (cpu[0].vendor if cpu else None) or None
+        cl = cluster_of_host.get(moid)
+        host_rows.append({
+            "name": name, "moid": moid, "datacenter": dc_of.get(moid), "cluster": cl,
+            "connection_state": str(r.get("runtime.connectionState")),
+            "power_state": str(r.get("runtime.powerState")),
+            "maintenance": bool(r.get("runtime.inMaintenanceMode")),
+            "cpu_vendor": vendor.lower() if vendor else None, "cpu_model": r.get("summary.hardware.cpuModel"),
+            "evc_mode": r.get("summary.currentEVCModeKey") or None,
+            "max_evc_mode": r.get("summary.maxEVCModeKey") or None,
+            "vmotion_vmks": vmotion_vmks, "vmotion_ips": vmotion_ips,
+            "vmotion_enabled": bool(vmotion_vmks),
+            "datastores": sorted(_name(records, d) for d in r.get("datastore") or ()),
+            "port_groups": sorted(_name(records, n) for n in r.get("network") or ()),
+            "vm_count": vm_count.get(moid, 0), "running_migrations": moving_hosts.get(name, 0),
+        })
+    hosts = _frame(host_rows, HOST_COLUMNS)
+
+    ds_rows = []
+    for moid, r in ds_r.items():
+        s = r.get("summary")
+        mounts = r.get("host") or ()
+        mounted = [m for m in mounts if not m.mountInfo or m.mountInfo.mounted is not False]
+        names = sorted(_name(records, m.key) for m in mounted)
+        ro = sorted(_name(records, m.key) for m in mounted
+                    if m.mountInfo and m.mountInfo.accessMode == "readOnly")
+        capacity, free = int(s.capacity or 0), int(s.freeSpace or 0)
+        ds_rows.append({
+            "name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid), "type": s.type,
+            "capacity_bytes": capacity, "free_bytes": free,
+            "provisioned_bytes": capacity - free + int(s.uncommitted or 0),
+            "hosts": names, "host_count": len(names), "accessible": bool(s.accessible),
+            "read_only_hosts": ro, "maintenance_mode": s.maintenanceMode or "normal",
+            "running_migrations": moving_ds.get(r.get("name"), 0),
+        })
+    datastores = _frame(ds_rows, DATASTORE_COLUMNS)
+
+    pool_rows = []
+    root_pool = {}
+    for moid, r in pools_r.items():
+        owner = _moid(r.get("owner"))
+        parent = _moid(r.get("parent"))
+        is_root = parent not in pools_r
+        if is_root and owner:
+            root_pool[owner] = moid
+        pool_rows.append({"name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid),
+                          "cluster": _name(records, r.get("owner")) if owner in clusters_r else None,
+                          "owner_moid": owner, "root": is_root})
+    pools = _frame(pool_rows, POOL_COLUMNS)
+
+    vm_per_cluster = vms.groupby("cluster").size().to_dict() if len(vms) else {}
+    cl_rows = []
+    for moid, r in clusters_r.items():
+        cfg = r.get("configurationEx")
+        hosts_in = sorted(_name(records, h) for h in r.get("host") or ())
+        cl_rows.append({
+            "name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid), "hosts": hosts_in,
+            "host_count": len(hosts_in), "evc_mode": r.get("summary.currentEVCModeKey") or None,
+            "drs_enabled": bool(getattr(getattr(cfg, "drsConfig", None), "enabled", False)),
+            "ha_enabled": bool(getattr(getattr(cfg, "dasConfig", None), "enabled", False)),
+            "vm_count": int(vm_per_cluster.get(r.get("name"), 0)), "root_pool_moid": root_pool.get(moid),
+        })
+    clusters = _frame(cl_rows, CLUSTER_COLUMNS)
+
+    vms_per_net = defaultdict(int)
+    for row in vm_rows:
+        for n in row["networks"]:
+            vms_per_net[n] += 1
+    net_rows = []
+    for moid, r in nets_r.items():
+        on = sorted(_name(records, h) for h in r.get("host") or ())
+        net_rows.append({"name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid),
+                         "type": r["_type"], "hosts": on, "host_count": len(on),
+                         "vm_count": vms_per_net.get(r.get("name"), 0)})
+    networks = _frame(net_rows, NETWORK_COLUMNS)
+    vmkernel = _frame(vmk_rows, VMK_COLUMNS)
+    return Inventory(vms=vms, hosts=hosts, datastores=datastores, clusters=clusters,
+                     networks=networks, vmkernel=vmkernel, pools=pools)
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """A table whose missing texts stay None (pandas would make them NaN, which is truthy)."""
+    df = pd.DataFrame(rows, columns=columns)
+    for col in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col]):
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df
+
+
+def _add_disk_committed(vms: pd.DataFrame) -> None:
+    """Split each VM's committed bytes over its disks in proportion to their capacity.
+
+    vCenter reports committed space per VM (``summary.storage``), not per disk; a thick disk commits
+    its capacity, so the thin disks share what is left.
+    """
+    for disks, committed in zip(vms["disks"], vms["committed_bytes"]):
+        thick = sum(d["capacity_bytes"] for d in disks if d["format"] != "thin")
+        thin = [d for d in disks if d["format"] == "thin"]
+        left = max(int(committed) - thick, 0)
+        thin_cap = sum(d["capacity_bytes"] for d in thin) or 1
+        for d in disks:
+            if d["format"] == "thin":
+                d["committed_bytes"] = min(d["capacity_bytes"], left * d["capacity_bytes"] // thin_cap)
+            else:
+                d["committed_bytes"] = d["capacity_bytes"]
+
+
+def _only_cluster(inv: Inventory, cluster: str) -> Inventory:
+    row = find_row(inv.clusters, cluster, "cluster")
+    hosts = inv.hosts[inv.hosts["cluster"] == row["name"]]
+    names = set(hosts["name"])
+    keep_ds = inv.datastores["hosts"].map(lambda hs: bool(names & set(hs)))
+    keep_net = inv.networks["hosts"].map(lambda hs: bool(names & set(hs)))
+    return Inventory(vms=inv.vms[inv.vms["cluster"] == row["name"]].reset_index(drop=True),
+                     hosts=hosts.reset_index(drop=True),
+                     datastores=inv.datastores[keep_ds].reset_index(drop=True),
+                     clusters=inv.clusters[inv.clusters["name"] == row["name"]].reset_index(drop=True),
+                     networks=inv.networks[keep_net].reset_index(drop=True),
+                     vmkernel=inv.vmkernel[inv.vmkernel["host"].isin(names)].reset_index(drop=True),
+                     pools=inv.pools[inv.pools["cluster"] == row["name"]].reset_index(drop=True),
+                     vcenter=inv.vcenter, taken=inv.taken)
+
+
+VM_COLUMNS = ["name", "moid", "power_state", "datacenter", "cluster", "host", "host_moid", "resource_pool",
+              "resource_pool_moid", "home_datastore", "vm_path", "datastores", "guest_ips", "guest_ip",
+              "guest_os", "vcpus", "memory_mb", "provisioned_bytes", "committed_bytes", "networks", "nics",
+              "disk_count", "disks", "disk_formats", "cdroms", "tools_status", "active_task"]
+HOST_COLUMNS = ["name", "moid", "datacenter", "cluster", "connection_state", "power_state", "maintenance",
+                "cpu_vendor", "cpu_model", "evc_mode", "max_evc_mode", "vmotion_vmks", "vmotion_ips",
+                "vmotion_enabled", "datastores", "port_groups", "vm_count", "running_migrations"]
+DATASTORE_COLUMNS = ["name", "moid", "datacenter", "type", "capacity_bytes", "free_bytes",
+                     "provisioned_bytes", "hosts", "host_count", "accessible", "read_only_hosts",
+                     "maintenance_mode", "running_migrations"]
+CLUSTER_COLUMNS = ["name", "moid", "datacenter", "hosts", "host_count", "evc_mode", "drs_enabled",
+                   "ha_enabled", "vm_count", "root_pool_moid"]
+POOL_COLUMNS = ["name", "moid", "datacenter", "cluster", "owner_moid", "root"]
+NETWORK_COLUMNS = ["name", "moid", "datacenter", "type", "hosts", "host_count", "vm_count"]
+VMK_COLUMNS = ["host", "host_moid", "device", "port_group", "ip", "services", "vmotion"]

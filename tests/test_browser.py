@@ -163,7 +163,7 @@ def test_choose_check_and_migrate_in_jupyterlab(jupyterlab, page) -> None:
 
     from runbook import connect, settings_from_env
     from runbook_lab import LabControl
-    from runbook.domain.migration import placement
+    from runbook.domain.placement import placement
 
     lab = jupyterlab
     page.goto(f"{lab['base']}/lab/tree/notebooks/migrate.ipynb?token={lab['token']}")

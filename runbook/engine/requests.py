@@ -59,6 +59,23 @@ class Request:
     kind: ClassVar[str] = ""
     change_id: str = param("", "change ticket this run belongs to (names the run directory); empty: a run id")
 
+    def __post_init__(self) -> None:
+        """Every field as its type, in range, or one BadInput naming each bad field; then the rules that
+        tie fields together (:meth:`_validate`). Direct construction and :func:`build` both come here."""
+        problems = []
+        for p in self.params():
+            value = getattr(self, p.name)
+            try:
+                object.__setattr__(self, p.name, p.default if value is None else coerce(p, value))
+            except BadInput as exc:
+                problems.append(str(exc))
+        if problems:
+            raise BadInput("; ".join(problems))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Rules between fields (a subclass's)."""
+
     @classmethod
     def params(cls) -> list[Param]:
         """The fields in the order a person reads them (the request's own first, change_id last)."""
@@ -118,7 +135,7 @@ class CheckRequest(Request):
     network_map: dict = param({}, "port group OLD of the VM onto NEW on the target host (OLD=NEW, repeatable)",
                               flag="--network", repeat=True, metavar="OLD=NEW")
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         problems = []
         if not self.vm:
             problems.append("no VM given: give the VM's name or moid (vm / --vm)")
@@ -156,8 +173,8 @@ class MoveRequest(CheckRequest):
                                maximum=65535)
     ping_tail: float = param(5.0, "seconds to keep probing after the task ends", minimum=0.0, maximum=600.0)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def _validate(self) -> None:
+        super()._validate()
         if not self.ping.strip():
             raise BadInput("ping must be 'auto', 'none' or an address")
 
@@ -174,7 +191,7 @@ class EnableVmotionRequest(Request):
     apply: bool = param(False, "make the change; false: a dry run that changes nothing")
     disable: bool = param(False, "take vMotion off the adapter instead of putting it on")
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         if bool(self.cluster) == bool(self.hosts):
             raise BadInput("give either a cluster (--cluster) or hosts (--host, repeatable), not both or neither")
 
@@ -200,18 +217,7 @@ def build(cls: type[Request] | str, values: Mapping[str, Any]) -> Any:
     unknown = sorted(set(values) - set(params))
     if unknown:
         raise BadInput(f"{cls.kind} has no parameter {', '.join(map(repr, unknown))}; it takes: {', '.join(params)}")
-    clean: dict[str, Any] = {}
-    problems = []
-    for name, value in values.items():
-        if value is None:
-            continue
-        try:
-            clean[name] = coerce(params[name], value)
-        except BadInput as exc:
-            problems.append(str(exc))
-    if problems:
-        raise BadInput("; ".join(problems))
-    return cls(**clean)
+    return cls(**{name: value for name, value in values.items() if value is not None})
 
 
 def coerce(p: Param, value: Any) -> Any:

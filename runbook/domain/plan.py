@@ -234,6 +234,7 @@ def resolve(inventory: Any, plan: MigrationPlan) -> ResolvedPlan:
     host_changes = target is not None and target["moid"] != source["moid"]
 
     disks = tuple(_disk_moves(vm, datastore, plan.disk_format))
+    pass
     home = str(vm.get("home_datastore") or datastore_of_path(str(vm.get("vm_path") or "")) or "")
     isos = tuple(sorted({c["datastore"] for c in records(vm.get("cdroms")) if c.get("kind") == "iso"
                          and c.get("datastore")}))
@@ -287,8 +288,9 @@ def _disk_moves(vm: pd.Series, datastore: Optional[pd.Series], disk_format: str)
             target_ds, target_format, moves = source_ds, source_format, False
         else:
             target_ds = str(datastore["name"])
-            target_format = source_format if disk_format == "same" else disk_format
             moves = source_ds != target_ds
+            # the one format rule: a format changes only when the disk is copied to another datastore
+            target_format = disk_format if moves and disk_format != "same" else source_format
         yield DiskMove(
             key=int(disk["key"]), label=str(disk.get("label") or f"disk {disk['key']}"),
             source_datastore=source_ds, target_datastore=target_ds, source_format=source_format,
@@ -297,41 +299,96 @@ def _disk_moves(vm: pd.Series, datastore: Optional[pd.Series], disk_format: str)
         )
 
 
+FORMAT_REMEDY = "Storage vMotion to another datastore and back, or pick another datastore"
+
+
+def _refuse_format_in_place(vm: pd.Series, disks: tuple[DiskMove, ...], disk_format: str) -> None:
+    """Refuse a format the move cannot give: a disk that stays on its datastore keeps its format."""
+    if disk_format == "same":
+        return
+    stuck = [d for d in disks if not d.moves and d.source_format != disk_format]
+    if not stuck:
+        return
+    found = ", ".join(f"{d.label} ({d.source_format})" for d in stuck)
+    where = ", ".join(sorted({d.source_datastore for d in stuck}))
+    raise BadInput(
+        f"disk format {disk_format!r} cannot be given to {found} of VM {vm['name']}: already on {where}, and a "
+        f"format changes only when a disk is copied to another datastore. {FORMAT_REMEDY}"
+    )
+
+
 def _resolve_pool(inventory: Any, key: Optional[str], vm: pd.Series, source: pd.Series, run: pd.Series,
                   host_changes: bool) -> tuple[Optional[str], Optional[str]]:
-    """The pool to put in the spec: the given one, or the target cluster's root pool on a cross-cluster move.
+    """The pool to put in the spec: the given one, or the target compute resource's root pool when the
+    move leaves the VM's compute resource (a cluster, or a standalone host's own ComputeResource).
 
     ``(None, None)`` means "keep the VM's current pool" (vCenter's default when the spec leaves it unset).
+    A pool name shared by several compute resources (every root pool is "Resources") means the one of
+    the target's compute resource.
     """
     pools = _pool_table(inventory)
+    target = _compute_of(run)
     if key:
-        row = find_row(pools, key, "resource pool")
-        cluster = row.get("cluster")
-        if isinstance(cluster, str) and run.get("cluster") and cluster != run["cluster"]:
-            raise BadInput(f"resource pool {row['name']} ({row['moid']}) is in cluster {cluster}, but host "
-                           f"{run['name']} is in {run['cluster']}: give a pool of {run['cluster']}")
+        try:
+            row = find_row(pools, key, "resource pool")
+        except Ambiguous:
+            if target is None or "owner_moid" not in pools.columns:
+                raise
+            row = find_row(pools[pools["owner_moid"] == target], key, "resource pool")
+        owner, cluster = _optional_str(row.get("owner_moid")), _optional_str(row.get("cluster"))
+        run_cluster = _optional_str(run.get("cluster"))
+        if target and owner:
+            elsewhere = owner != target
+        else:  # an inventory without compute resource moids: compare clusters
+            elsewhere = bool(cluster and run_cluster and cluster != run_cluster)
+        if elsewhere:
+            where = f"cluster {run_cluster}" if run_cluster else "its own compute resource (standalone)"
+            theirs = f"cluster {cluster}" if cluster else f"compute resource {owner}"
+            raise BadInput(f"resource pool {row['name']} ({row['moid']}) belongs to {theirs}, but host "
+                           f"{run['name']} is in {where}: give a pool of the target host's compute resource")
         return str(row["name"]), str(row["moid"])
     if not host_changes or _same_compute(source, run):
         return None, None
-    for column in ("root_pool_moid", "resource_pool_moid"):
-        table = inventory.clusters
-        if column in table.columns and run.get("cluster"):
-            match = table[table["name"] == run["cluster"]]
-            if len(match) == 1 and match.iloc[0][column]:
-                return ROOT_POOL_NAME, str(match.iloc[0][column])
-    if run.get("cluster"):
-        roots = pools[(pools["name"] == ROOT_POOL_NAME) & (pools["cluster"] == run["cluster"])]
-        if len(roots) == 1:
-            return ROOT_POOL_NAME, str(roots.iloc[0]["moid"])
-    where = f"cluster {run['cluster']}" if run.get("cluster") else f"host {run['name']}"
+    root = _root_pool(inventory, pools, run)
+    if root is not None:
+        return root
+    run_cluster = _optional_str(run.get("cluster"))
+    where = f"cluster {run_cluster}" if run_cluster else f"host {run['name']}"
     raise BadInput(
         f"the move from host {source['name']} to {run['name']} leaves the VM's compute resource, and the "
         f"root resource pool of {where} is not in the inventory: give the resource pool (name or moid)"
     )
 
 
+def _compute_of(host: pd.Series) -> Optional[str]:
+    """The moid of the host's compute resource (its cluster, or a standalone host's ComputeResource)."""
+    return _optional_str(host.get("compute_resource_moid"))
+
+
+def _root_pool(inventory: Any, pools: pd.DataFrame, run: pd.Series) -> Optional[tuple[str, str]]:
+    """The root pool of the compute resource of host ``run``, whatever its kind, when the inventory has it."""
+    target = _compute_of(run)
+    if target and {"owner_moid", "root"} <= set(pools.columns):
+        roots = pools[(pools["owner_moid"] == target) & pools["root"].astype(bool)]
+        if len(roots) == 1:
+            return str(roots.iloc[0]["name"]), str(roots.iloc[0]["moid"])
+    table = inventory.clusters
+    run_cluster = _optional_str(run.get("cluster"))
+    if "root_pool_moid" in table.columns and run_cluster:
+        match = table[table["name"] == run_cluster]
+        if len(match) == 1 and _optional_str(match.iloc[0]["root_pool_moid"]):
+            return ROOT_POOL_NAME, str(match.iloc[0]["root_pool_moid"])
+    if run_cluster:
+        roots = pools[(pools["name"] == ROOT_POOL_NAME) & (pools["cluster"] == run_cluster)]
+        if len(roots) == 1:
+            return ROOT_POOL_NAME, str(roots.iloc[0]["moid"])
+    return None
+
+
 def _same_compute(source: pd.Series, run: pd.Series) -> bool:
-    if source.get("cluster") and run.get("cluster"):
+    if _compute_of(source) and _compute_of(run):
+        return _compute_of(source) == _compute_of(run)
+    if _optional_str(source.get("cluster")) and _optional_str(run.get("cluster")):
         return source["cluster"] == run["cluster"] and source.get("datacenter") == run.get("datacenter")
     return source["moid"] == run["moid"]
 

@@ -60,7 +60,8 @@ def build_relocate_spec(resolved: ResolvedPlan, moref_for: Optional[MorefFor] = 
     Sets ``host`` only when the host changes, ``pool`` when the plan resolved one (given, or the target
     cluster's root pool on a cross-cluster move), and ``datastore`` plus one ``DiskLocator`` per disk
     when a target datastore is given; a locator carries a FlatVer2 backing only when a format is asked
-    for ("same" keeps each disk's format). Raises BadInput for a port-group mapping it cannot express.
+    for and the disk is copied to another datastore ("same", or a disk that stays, keeps its format).
+    Raises BadInput for a port-group mapping it cannot express.
     """
     moref = moref_for or stub_morefs()
     spec = vim.vm.RelocateSpec()
@@ -74,7 +75,8 @@ def build_relocate_spec(resolved: ResolvedPlan, moref_for: Optional[MorefFor] = 
         spec.disk = [
             vim.vm.RelocateSpec.DiskLocator(
                 diskId=disk.key, datastore=datastore,
-                diskBackingInfo=_backing(resolved.disk_format),
+                # a format only for a disk that is copied (one that stays keeps its format)
+                diskBackingInfo=_backing(resolved.disk_format if disk.moves else "same"),
             )
             for disk in resolved.disks
         ]

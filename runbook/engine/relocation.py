@@ -94,7 +94,7 @@ class _Run:
                         self._move(recorder)
                 except Interrupted as exc:
                     self._interrupted(recorder, exc)
-                except KeyboardInterrupt:
+                except KeyboardInterrupt:  # a SIGINT handled by someone else's handler (a kernel)
                     self._interrupted(recorder, Interrupted("SIGINT"))
                 except RunbookError as exc:
                     self._refused_or_failed(recorder, exc)
@@ -300,32 +300,34 @@ class _Run:
 
     def _interrupted(self, recorder: Recorder, exc: Interrupted) -> None:
         """Cancel the task if one runs, wait briefly for its end, and record what the vCenter reports."""
-        s = self.state
+        s, why = self.state, str(exc) or "SIGINT"
+        error = {"type": "Interrupted", "message": f"interrupted by {why}"}
         with _ignoring_interrupts():
             self._stop_ping()
             if s.task_id is None:
-                self._finish(recorder, "CANCELLED", f"interrupted ({exc}) before the move started: nothing was "
-                                                    f"changed", error=exc)
+                self._finish(recorder, "CANCELLED", f"interrupted by {why} before the move started: nothing was "
+                                                    f"changed", error=error, interrupted=why)
                 return
-            self.emit(Notice("warning", f"interrupted ({exc}): cancelling task {s.task_id}"))
+            self.emit(Notice("warning", f"interrupted by {why}: cancelling task {s.task_id}"))
             from runbook.engine.settle import task_end
 
             s.task = task_end(self.si, s.task_id, cancel=True, wait_s=CANCEL_WAIT_S, relogin=lambda: login(self.settings))
             if s.task is None:
-                self._finish(recorder, "UNKNOWN", f"interrupted ({exc}); the vCenter did not say how task "
+                self._finish(recorder, "UNKNOWN", f"interrupted by {why}; the vCenter did not say how task "
                                                   f"{s.task_id} ended: check it (Monitor > Tasks) before moving "
                                                   f"{s.resolved.vm} again",
-                             task={"id": s.task_id, "state": "unknown"}, ping=s.ping_summary(), error=exc)
+                             task={"id": s.task_id, "state": "unknown"}, ping=s.ping_summary(), error=error,
+                             interrupted=why)
                 return
             self._read_after()
             values = self._values()
             if s.task.state == "success":
-                words = f"{s.move_words()} in {s.task.duration_s:.1f} s (interrupted, but the task finished first)"
-                self._finish(recorder, "SUCCEEDED", words, interrupted=str(exc), **values)
+                words = f"{s.move_words()} in {s.task.duration_s:.1f} s (interrupted by {why}, but the task finished first)"
+                self._finish(recorder, "SUCCEEDED", words, interrupted=why, **values)
             else:
-                self._finish(recorder, "CANCELLED", f"interrupted ({exc}): task {s.task_id} was cancelled "
+                self._finish(recorder, "CANCELLED", f"interrupted by {why}: task {s.task_id} was cancelled "
                                                     f"({s.task.fault or s.task.state}); the VM stays where it was",
-                             error=exc, **values)
+                             error=error, interrupted=why, **values)
 
     def _refused_or_failed(self, recorder: Recorder, exc: RunbookError) -> None:
         """A runbook error after the record started: a refusal when no task was started."""

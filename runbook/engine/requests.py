@@ -132,7 +132,8 @@ class CheckRequest(Request):
                              choices=DISK_FORMATS)
     resource_pool: str = param("", "resource pool on the target (name or moid); empty: keep it, or the target's "
                                    "root pool", flag="--pool")
-    network_map: dict = param({}, "port group OLD of the VM onto NEW on the target host (OLD=NEW, repeatable)",
+    network_map: dict = param({}, "the VM's port groups mapped to port groups of the target host: {\"old\": \"new\"} "
+                                  "(on the command line: repeatable)",
                               flag="--network", repeat=True, metavar="OLD=NEW")
 
     def _validate(self) -> None:

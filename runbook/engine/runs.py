@@ -89,10 +89,11 @@ def enable_vmotion(request: EnableVmotionRequest | dict, *, on_event: Sink | Non
             except (Interrupted, KeyboardInterrupt) as exc:
                 with contextlib.suppress(Exception):
                     fix.after = None
-                recorder.finish("CANCELLED", f"interrupted ({exc or 'SIGINT'}); changes made before it: "
+                why = str(exc) or "SIGINT"
+                recorder.finish("CANCELLED", f"interrupted by {why}; changes made before it: "
                                              f"{', '.join(c.words(done=True) for c in fix.done) or 'none'}",
-                                error={"type": "Interrupted", "message": str(exc) or "SIGINT"},
-                                hosts=fix.host_records())
+                                error={"type": "Interrupted", "message": f"interrupted by {why}"},
+                                hosts=fix.host_records(), interrupted=why)
             except BadInput as exc:
                 recorder.finish("REFUSED", f"refused: {exc}; nothing was changed", error=exc)
             except RunbookError as exc:

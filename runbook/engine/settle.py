@@ -60,12 +60,14 @@ def settle(run_dir: Path, *, interrupted: str | None = None, failure: dict[str, 
                         RunContext(run_dir=Path(run_dir), report=False, via=str(data.get("via") or "headless")))
     recorder.start()
     task_id = (data.get("task") or {}).get("id")
-    why = f"interrupted ({interrupted})" if interrupted else \
+    why = f"interrupted by {interrupted}" if interrupted else \
         f"the kernel stopped ({(failure or {}).get('type', 'unknown error')}: {(failure or {}).get('message', '')})"
-    error = failure or {"type": "Interrupted", "message": interrupted or "the run stopped"}
+    error = failure or {"type": "Interrupted", "message": f"interrupted by {interrupted}" if interrupted
+                        else "the run stopped"}
     if not task_id:
         outcome = "CANCELLED" if interrupted else "FAILED"
-        return recorder.finish(outcome, f"{why} before the move started: nothing was changed", error=error)
+        return recorder.finish(outcome, f"{why} before the move started: nothing was changed", error=error,
+                               interrupted=interrupted)
     outcome_of_task: TaskOutcome | None = None
     if settings is not None:
         from runbook.vsphere.connection import login, logout
@@ -79,11 +81,11 @@ def settle(run_dir: Path, *, interrupted: str | None = None, failure: dict[str, 
     if outcome_of_task is None:
         return recorder.finish("UNKNOWN", f"{why}; the vCenter did not say how task {task_id} ended: check it "
                                           f"(Monitor > Tasks) before moving the VM again",
-                               error=error, task={"id": task_id, "state": "unknown"})
+                               error=error, task={"id": task_id, "state": "unknown"}, interrupted=interrupted)
     task = outcome_of_task.to_dict()
     if outcome_of_task.state == "success":
         return recorder.finish("SUCCEEDED", f"{why}, but task {task_id} succeeded (placement not verified by "
                                             f"the runbook)", task=task, interrupted=interrupted)
     outcome = "CANCELLED" if interrupted else "FAILED"
     return recorder.finish(outcome, f"{why}: task {task_id} ended {outcome_of_task.fault or 'in error'}",
-                           error=error, task=task)
+                           error=error, task=task, interrupted=interrupted)

@@ -7,8 +7,8 @@ engine writes to ``events.jsonl``, and renders ``report.html`` from the executed
 itself is the engine's (in the kernel); this front only settles a record that a dead or killed kernel
 left RUNNING, with the same recorder.
 
-SIGINT and SIGTERM are forwarded to the kernel as an interrupt: the engine cancels the vCenter task and
-finalises the record. A kernel that does not end within ``GRACE_S`` is killed, and the record is settled
+SIGINT and SIGTERM are forwarded to the kernel: the engine there cancels the vCenter task and finalises
+the record. A kernel that does not end within ``GRACE_S`` is killed, and the record is settled
 from what the vCenter reports.
 """
 from __future__ import annotations
@@ -104,9 +104,9 @@ def _forward_signals(managers: list, interrupted: list[str]) -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         interrupted.append(signal.Signals(signum).name)
         pid = _kernel_pid(managers)
-        if pid:
+        if pid:  # the same signal: the engine in the kernel turns either into a cancel and a true record
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGINT)
+                os.kill(pid, signum)
         if not killer:
             killer.append(threading.Timer(GRACE_S, kill))
             killer[0].daemon = True
@@ -199,8 +199,10 @@ def _no_record(request: Request, context: RunContext, run_dir: Path, failure: di
 
     recorder = Recorder(request.kind, request.to_params(), context).start()
     if interrupted:
-        data = recorder.finish("CANCELLED", f"interrupted ({interrupted[0]}) before the run started: nothing was "
-                                            f"changed", error={"type": "Interrupted", "message": interrupted[0]})
+        data = recorder.finish("CANCELLED", f"interrupted by {interrupted[0]} before the run started: nothing was "
+                                            f"changed", error={"type": "Interrupted",
+                                                               "message": f"interrupted by {interrupted[0]}"},
+                               interrupted=interrupted[0])
     else:
         failure = failure or {"type": "Error", "message": "the notebook ended without a record"}
         data = recorder.finish("FAILED", f"{failure['type']}: {failure['message']}; the run stopped before it "

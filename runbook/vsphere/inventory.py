@@ -268,6 +268,7 @@ def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]])
         cl = cluster_of_host.get(moid)
         host_rows.append({
             "name": name, "moid": moid, "datacenter": dc_of.get(moid), "cluster": cl,
+            "compute_resource_moid": _moid(r.get("parent")),
             "connection_state": str(r.get("runtime.connectionState")),
             "power_state": str(r.get("runtime.powerState")),
             "maintenance": bool(r.get("runtime.inMaintenanceMode")),
@@ -391,7 +392,7 @@ VM_COLUMNS = ["name", "moid", "power_state", "datacenter", "cluster", "host", "h
               "resource_pool_moid", "home_datastore", "vm_path", "datastores", "guest_ips", "guest_ip",
               "guest_os", "vcpus", "memory_mb", "provisioned_bytes", "committed_bytes", "networks", "nics",
               "disk_count", "disks", "disk_formats", "cdroms", "tools_status", "active_task"]
-HOST_COLUMNS = ["name", "moid", "datacenter", "cluster", "connection_state", "power_state", "maintenance",
+HOST_COLUMNS = ["name", "moid", "datacenter", "cluster", "compute_resource_moid", "connection_state", "power_state", "maintenance",
                 "cpu_vendor", "cpu_model", "evc_mode", "max_evc_mode", "vmotion_vmks", "vmotion_ips",
                 "vmotion_enabled", "datastores", "port_groups", "vm_count", "running_migrations"]
 DATASTORE_COLUMNS = ["name", "moid", "datacenter", "type", "capacity_bytes", "free_bytes",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runbook.domain.plan import ResolvedPlan
+from runbook.domain.plan import FORMAT_REMEDY, ResolvedPlan
 from .base import (FAIL, PASS, SKIP, WARN, CheckResult, CheckSettings, check, datastore_row, host_row,
                    mounted_datastores, plural, records, size, strings, vm_row)
 
@@ -124,15 +124,15 @@ def free_space(inventory: Any, r: ResolvedPlan, settings: CheckSettings) -> Chec
 
 @check(DISK_FORMAT)
 def disk_format(inventory: Any, r: ResolvedPlan, settings: CheckSettings) -> CheckResult:
-    """A format change happens only for a disk copied to another datastore; one already there keeps its format."""
+    """A format change happens only for a disk copied to another datastore (the plan's one rule): a disk
+    already on the target datastore in another format fails, with the remedy the plan gives."""
     if not r.target_datastore or r.disk_format == "same":
         return CheckResult(DISK_FORMAT, SKIP, "no disk format change asked")
-    stuck = [d for d in r.disks if not d.moves and d.format_changes]
+    stuck = [d for d in r.disks if not d.moves and d.source_format != r.disk_format]
     if not stuck:
         return CheckResult(DISK_FORMAT, PASS,
                            f"{plural(len(r.moving_disks), 'disk')} will be copied as {r.disk_format}")
     found = ", ".join(f"{d.label} ({d.source_format})" for d in stuck)
-    return CheckResult(DISK_FORMAT, WARN,
-                       f"{found} already on {r.target_datastore}: its format stays, since a format changes "
-                       f"only when a disk is copied to another datastore",
-                       f"move {r.vm} to another datastore as {r.disk_format} first, or accept the current format")
+    return CheckResult(DISK_FORMAT, FAIL,
+                       f"{found} already on {r.target_datastore}: a format changes only when a disk is copied "
+                       f"to another datastore", FORMAT_REMEDY)

@@ -1,6 +1,7 @@
 """Tests of runbook.checks on hand-built inventories: every check passes and fails on plain data."""
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pandas as pd
@@ -278,10 +279,19 @@ def test_free_space_skips():
     assert status(run(vm="web1", target_host="esx2"), FREE_SPACE) == "skip"
 
 
-def test_disk_format_change_in_place_warns():
-    df = run(vm="db1", target_datastore="shared", disk_format="thick")
-    assert status(df, DISK_FORMAT) == "warn" and "Hard disk 2" in row(df, DISK_FORMAT)["found"]
-    assert status(run(vm="db1", target_datastore="local-esx1", disk_format="thin"), DISK_FORMAT) == "warn"
+def test_disk_format_in_place_fails_with_the_plans_remedy():
+    """One rule for plan and check: a format changes only when a disk is copied to another datastore."""
+    remedy = "Storage vMotion to another datastore and back, or pick another datastore"
+    inv = make_inventory()
+    ok = resolve(inv, MigrationPlan(vm="db1", target_datastore="shared", disk_format="thin"))
+    assert status(run_checks(inv, ok), DISK_FORMAT) == "pass"  # Hard disk 2 is thin already
+    # the plan refuses a format it cannot give; handed such a plan anyway, the check fails it the same way
+    with pytest.raises(BadInput, match=remedy):
+        run(vm="db1", target_datastore="shared", disk_format="thick")
+    asked = dataclasses.replace(ok, plan=MigrationPlan(vm="db1", target_datastore="shared", disk_format="thick"))
+    df = run_checks(inv, asked)
+    assert status(df, DISK_FORMAT) == "fail" and "Hard disk 2 (thin)" in row(df, DISK_FORMAT)["found"]
+    assert row(df, DISK_FORMAT)["remedy"] == remedy
     assert status(run(vm="web1", target_datastore="local-esx1", disk_format="thick"), DISK_FORMAT) == "pass"
     assert status(run(vm="web1", target_datastore="local-esx1"), DISK_FORMAT) == "skip"
 

@@ -216,9 +216,27 @@ def test_iso_on_another_datastore_is_not_already_there():
     assert r.kind == "datastore" and not r.already_there
 
 
-def test_format_change_is_not_already_there():
-    r = resolve(make_inventory(), MigrationPlan(vm="web1", target_datastore="shared", disk_format="thick"))
-    assert not r.already_there and r.kind == "datastore" and r.moving_disks == ()
+FORMAT_REMEDY = "Storage vMotion to another datastore and back, or pick another datastore"
+
+
+def test_format_only_request_on_the_same_datastore_is_refused_with_the_remedy():
+    # web1's one disk is thin on "shared": a format changes only when a disk is copied elsewhere
+    with pytest.raises(BadInput, match="Hard disk 1 \\(thin\\) of VM web1: already on shared") as e:
+        resolve(make_inventory(), MigrationPlan(vm="web1", target_datastore="shared", disk_format="thick"))
+    assert str(e.value).endswith(FORMAT_REMEDY)
+    # db1 would copy Hard disk 1 but leave Hard disk 2 (thin, on shared) in its format: refused too
+    with pytest.raises(BadInput, match="Hard disk 2 \\(thin\\) of VM db1.*" + FORMAT_REMEDY):
+        resolve(make_inventory(), MigrationPlan(vm="db1", target_datastore="shared", disk_format="eagerzeroedthick"))
+
+
+def test_a_disk_that_stays_keeps_its_format_and_one_copied_takes_the_new_one():
+    r = resolve(make_inventory(), MigrationPlan(vm="db1", target_datastore="shared", disk_format="thin"))
+    assert [(d.key, d.moves, d.source_format, d.target_format) for d in r.disks] == [
+        (2000, True, "thick", "thin"), (2001, False, "thin", "thin")]
+    assert [d.format_changes for d in r.disks] == [True, False]
+    # the format the disk already has, on the datastore it is already on: nothing to do
+    assert resolve(make_inventory(), MigrationPlan(vm="web1", target_datastore="shared",
+                                                   disk_format="thin")).already_there
 
 
 def test_same_host_pool_change_is_a_change():
@@ -228,7 +246,7 @@ def test_same_host_pool_change_is_a_change():
 
 
 def test_pool_of_another_cluster_is_bad_input():
-    with pytest.raises(BadInput, match="is in cluster C2, but host esx2 is in C1"):
+    with pytest.raises(BadInput, match="belongs to cluster C2, but host esx2 is in cluster C1"):
         resolve(make_inventory(), MigrationPlan(vm="web1", target_host="esx2", resource_pool="resgroup-2"))
 
 
@@ -293,3 +311,50 @@ def test_to_dict_is_json_ready():
     data = json.loads(json.dumps(r.to_dict()))
     assert data["kind"] == "both" and data["plan"]["network_map"] == {"VM Network": "App"}
     assert data["disks"][0]["key"] == 2000 and data["nic_changes"][0]["new_port_group"] == "App"
+
+
+# --- standalone hosts: each its own ComputeResource with its own root pool --------------------------------------
+
+def standalone_inventory() -> FakeInventory:
+    """make_inventory plus two standalone hosts (esx-s1, esx-s2) sharing "shared", each with its root pool;
+    hosts carry the moid of their compute resource, as the inventory reads it."""
+    hosts = [host("esx1", "host-1", compute_resource_moid="domain-c1"),
+             host("esx2", "host-2", compute_resource_moid="domain-c1"),
+             host("esx3", "host-3", cluster="C2", compute_resource_moid="domain-c2", cpu_vendor="amd",
+                  datastores=["shared", "local-esx3"]),
+             host("esx-s1", "host-11", cluster=None, compute_resource_moid="domain-s11", evc_mode=None),
+             host("esx-s2", "host-12", cluster=None, compute_resource_moid="domain-s12", evc_mode=None)]
+    inv = make_inventory(hosts=hosts, vms=[
+        vm("web1", "vm-1"),
+        vm("edge1", "vm-11", host_name="esx-s1", host_moid="host-11", cluster=None,
+           resource_pool_moid="resgroup-11"),
+    ])
+    inv.pools = pd.concat([inv.pools, pd.DataFrame([
+        dict(name="Resources", moid="resgroup-11", datacenter="DC", cluster=None, owner_moid="domain-s11", root=True),
+        dict(name="Resources", moid="resgroup-12", datacenter="DC", cluster=None, owner_moid="domain-s12", root=True),
+    ])], ignore_index=True)
+    return inv
+
+
+def test_standalone_to_standalone_takes_the_target_hosts_root_pool():
+    r = resolve(standalone_inventory(), MigrationPlan(vm="edge1", target_host="esx-s2"))
+    assert r.kind == "host" and (r.resource_pool, r.resource_pool_moid) == ("Resources", "resgroup-12")
+    assert r.pool_changes
+
+
+def test_between_standalone_host_and_cluster_both_ways():
+    inv = standalone_inventory()
+    into = resolve(inv, MigrationPlan(vm="edge1", target_host="esx2"))
+    assert into.resource_pool_moid == "resgroup-1"
+    out = resolve(inv, MigrationPlan(vm="web1", target_host="esx-s1"))
+    assert out.resource_pool_moid == "resgroup-11"
+    # within one cluster the pool stays unset (the VM keeps its pool)
+    assert resolve(inv, MigrationPlan(vm="web1", target_host="esx2")).resource_pool_moid is None
+
+
+def test_root_pool_name_means_the_target_compute_resources_pool():
+    inv = standalone_inventory()
+    r = resolve(inv, MigrationPlan(vm="edge1", target_host="esx-s2", resource_pool="Resources"))
+    assert r.resource_pool_moid == "resgroup-12"
+    with pytest.raises(BadInput, match="belongs to compute resource domain-s11, but host esx-s2 is in its own"):
+        resolve(inv, MigrationPlan(vm="edge1", target_host="esx-s2", resource_pool="resgroup-11"))

@@ -28,15 +28,27 @@ def test_host_only():
     ("thin", True, False), ("thick", False, False), ("eagerzeroedthick", False, True),
 ])
 def test_datastore_only_with_format(fmt, thin, eager):
-    _, spec = build(vm="db1", target_datastore="shared", disk_format=fmt)
-    assert spec.host is None and spec.datastore._moId == "datastore-10"
-    assert [d.diskId for d in spec.disk] == [2000, 2001]
+    _, spec = build(vm="web1", target_datastore="local-esx1", disk_format=fmt)
+    assert spec.host is None and spec.datastore._moId == "datastore-11"
+    assert [d.diskId for d in spec.disk] == [2000]
     for locator in spec.disk:
-        assert locator.datastore._moId == "datastore-10"
+        assert locator.datastore._moId == "datastore-11"
         backing = locator.diskBackingInfo
         assert isinstance(backing, vim.vm.device.VirtualDisk.FlatVer2BackingInfo)
         assert (backing.thinProvisioned, backing.eagerlyScrub, backing.diskMode) == (thin, eager, "persistent")
-    assert [d["format"] for d in spec_to_dict(spec)["disk"]] == [fmt, fmt]
+    assert [d["format"] for d in spec_to_dict(spec)["disk"]] == [fmt]
+
+
+def test_a_disk_that_stays_gets_no_format():
+    """db1 to "shared" as thin: Hard disk 1 is copied (thin), Hard disk 2 is already there and keeps its format."""
+    _, spec = build(vm="db1", target_datastore="shared", disk_format="thin")
+    assert [(d["diskId"], d["format"]) for d in spec_to_dict(spec)["disk"]] == [(2000, "thin"), (2001, "same")]
+    assert spec.disk[1].diskBackingInfo is None
+
+
+def test_a_format_only_request_builds_no_spec():
+    with pytest.raises(BadInput, match="Storage vMotion to another datastore and back, or pick another datastore"):
+        build(vm="web1", target_datastore="shared", disk_format="eagerzeroedthick")
 
 
 def test_datastore_only_same_format_keeps_backing_unset():

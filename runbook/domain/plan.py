@@ -234,7 +234,7 @@ def resolve(inventory: Any, plan: MigrationPlan) -> ResolvedPlan:
     host_changes = target is not None and target["moid"] != source["moid"]
 
     disks = tuple(_disk_moves(vm, datastore, plan.disk_format))
-    pass
+    _refuse_format_in_place(vm, disks, plan.disk_format)
     home = str(vm.get("home_datastore") or datastore_of_path(str(vm.get("vm_path") or "")) or "")
     isos = tuple(sorted({c["datastore"] for c in records(vm.get("cdroms")) if c.get("kind") == "iso"
                          and c.get("datastore")}))

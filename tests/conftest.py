@@ -91,20 +91,66 @@ def lab_settings(info: lab_mod.LabInfo, port: int | None = None):
                     password=info.password)
 
 
-def start_in_background(migration):
-    """Prepare and start a move in a thread; return the thread once the vCenter task exists."""
-    import threading
-    import time
+class BackgroundMove:
+    """A ``runbook.migrate()`` running in a thread of its own, with every event it emitted so far."""
 
-    migration.prepare()
-    assert migration.decide() == "go"
-    thread = threading.Thread(target=migration.execute, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while migration.task_id is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert migration.task_id, "the move did not start"
-    return thread
+    def __init__(self, request, settings, context, cancel=None):
+        import threading
+
+        self.events: list = []
+        self.cancel = cancel or threading.Event()
+        self.result = None
+        self.error: BaseException | None = None
+        self._task_started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(request, settings, context), daemon=True)
+
+    def _sink(self, event) -> None:
+        self.events.append(event)
+        if getattr(event, "name", None) == "task" and getattr(event, "state", None) == "started":
+            self._task_started.set()
+
+    def _run(self, request, settings, context) -> None:
+        import runbook
+
+        try:
+            self.result = runbook.migrate(request, settings=settings, context=context, on_event=self._sink,
+                                          cancel=self.cancel)
+        except BaseException as exc:  # migrate() must not raise once the record exists: the test says so
+            self.error = exc
+        finally:
+            self._task_started.set()  # never leave a waiter hanging on a run that ended early
+
+    @property
+    def run_dir(self) -> Path | None:
+        started = [e for e in self.events if type(e).__name__ == "RunStarted"]
+        return Path(started[0].run_dir) if started and started[0].run_dir else None
+
+    @property
+    def task_id(self) -> str | None:
+        """The vCenter task the run started, as its record on disk names it."""
+        import json
+
+        if self.run_dir is None or not (self.run_dir / "record.json").exists():
+            return None
+        return (json.loads((self.run_dir / "record.json").read_text()).get("task") or {}).get("id")
+
+    def join(self, timeout: float = 60):
+        """Wait for the run to end; its RunResult (the test fails if it raised or did not end)."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"migrate() did not return within {timeout} s"
+        assert self.error is None, f"migrate() raised after the record existed: {self.error!r}"
+        return self.result
+
+
+def start_in_background(request, settings, context, cancel=None, timeout: float = 30) -> BackgroundMove:
+    """Start ``runbook.migrate(request)`` in a thread; return once its vCenter task exists (named in the
+    run's record on disk)."""
+    move = BackgroundMove(request, settings, context, cancel)
+    move.thread.start()
+    move._task_started.wait(timeout)
+    assert move.error is None, f"migrate() raised: {move.error!r}"
+    assert move.task_id, f"the move did not start a task: {move.result and move.result.summary}"
+    return move
 
 
 def objects_by_name(si, kind: type) -> dict:

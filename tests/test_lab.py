@@ -12,7 +12,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
 
-import runbook_lab
+import runbook_lab as lab
 from runbook.errors import LabError
 from conftest import objects_by_name
 
@@ -400,3 +400,242 @@ def test_scale_10000(tmp_path: Path) -> None:
         assert _bulk_names(info) == 10000
     finally:
         lab.stop(info.state_dir)
+
+
+# ----- what vCenter clients read and do (issue 17) ------------------------------------------------
+
+
+@pytest.fixture()
+def lab_of(tmp_path: Path) -> Iterator:
+    """A factory of throw-away labs of any scenario, with fast moves: ``info, si = lab_of("standalone")``."""
+    made: list[tuple[lab.LabInfo, vim.ServiceInstance]] = []
+
+    def make(scenario: str = "default") -> tuple[lab.LabInfo, vim.ServiceInstance]:
+        info = lab.start(scenario, state_dir=tmp_path / f"lab-{len(made)}")
+        lab.LabControl(info).set_migration_seconds(None, 0.3)
+        made.append((info, _connect(info)))
+        return made[-1]
+
+    yield make
+    for info, s in made:
+        Disconnect(s)
+        lab.stop(info.state_dir)
+
+
+def disks_of(vm: vim.VirtualMachine) -> list[vim.vm.device.VirtualDisk]:
+    return [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+
+
+def test_host_only_move_of_a_split_disk_vm_keeps_every_disk_where_it_is(lab_of) -> None:
+    _, s = lab_of()
+    vm = objects_by_name(s, vim.VirtualMachine)["app-01"]
+    before = [(d.backing.fileName, d.backing.datastore.name) for d in disks_of(vm)]
+    assert [b[1] for b in before] == ["nfs-02", "nfs-01"]
+    WaitForTask(relocate(vm, host=objects_by_name(s, vim.HostSystem)["esx-02.lab.local"]))
+    assert vm.runtime.host.name == "esx-02.lab.local"
+    after = [(d.backing.fileName, d.backing.datastore.name) for d in disks_of(vm)]
+    assert after == before
+    assert all(f"[{ds}]" in name for name, ds in after)  # backing.datastore agrees with fileName
+    assert sorted(d.name for d in vm.datastore) == ["nfs-01", "nfs-02"]
+
+
+def test_standalone_hosts_have_their_own_compute_resource_and_pool(lab_of) -> None:
+    _, s = lab_of("standalone")
+    hosts, vms = objects_by_name(s, vim.HostSystem), objects_by_name(s, vim.VirtualMachine)
+    h11, h12, h1 = hosts["esx-11.lab.local"], hosts["esx-12.lab.local"], hosts["esx-01.lab.local"]
+    for h in (h11, h12):
+        cr = h.parent
+        assert type(cr) is vim.ComputeResource and cr.host == [h] and cr.name == h.name
+        assert cr.resourcePool.owner == cr and cr.resourcePool.parent == cr
+        assert {n.name for n in cr.network} == {"VM Network", "App Network"}
+        assert {d.name for d in cr.datastore} == {d.name for d in h.datastore}
+        assert not h.summary.currentEVCModeKey
+    assert h11.parent.resourcePool != h12.parent.resourcePool != h1.parent.resourcePool
+    vm = vms["edge-01"]
+    assert vm.resourcePool == h11.parent.resourcePool and vm in h11.parent.resourcePool.vm
+    # standalone to standalone: the target's root pool with or without spec.pool
+    WaitForTask(relocate(vm, host=h12))
+    assert vm.runtime.host == h12 and vm.resourcePool == h12.parent.resourcePool
+    assert vm in h12.parent.resourcePool.vm and vm not in h11.parent.resourcePool.vm
+    # standalone into the cluster, the cluster's root pool given
+    WaitForTask(relocate(vm, host=h1, pool=h1.parent.resourcePool))
+    assert vm.runtime.host == h1 and vm.resourcePool == h1.parent.resourcePool
+    migrated = s.RetrieveContent().eventManager.QueryEvents(vim.event.EventFilterSpec(
+        entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"), eventTypeId=["VmMigratedEvent"]))
+    assert sorted(e.computeResource.name for e in migrated) == ["Cluster-A", "esx-12.lab.local"]
+
+
+def test_a_pool_of_another_compute_resource_is_refused_with_vcenters_fault(lab_of) -> None:
+    _, s = lab_of("standalone")
+    hosts, vm = objects_by_name(s, vim.HostSystem), objects_by_name(s, vim.VirtualMachine)["edge-01"]
+    wrong = hosts["esx-12.lab.local"].parent.resourcePool
+    spec = vim.vm.RelocateSpec(host=hosts["esx-01.lab.local"], pool=wrong)
+    check = s.RetrieveContent().vmProvisioningChecker.CheckRelocate_Task(vm=vm, spec=spec)
+    WaitForTask(check)
+    assert [e.invalidProperty for e in check.info.result[0].error] == ["pool"]
+    err = wait_error(vm.RelocateVM_Task(spec=spec))
+    assert isinstance(err, vmodl.fault.InvalidArgument) and err.invalidProperty == "pool"
+    assert vm.runtime.host.name == "esx-11.lab.local" and vm.resourcePool == hosts["esx-11.lab.local"].parent.resourcePool
+
+
+def test_check_relocate_honours_test_type(lab_of) -> None:
+    _, s = lab_of("prereq-failures")
+    hosts, vms = objects_by_name(s, vim.HostSystem), objects_by_name(s, vim.VirtualMachine)
+    checker = s.RetrieveContent().vmProvisioningChecker
+
+    def faults(vm: str, host: str, test_type: list[str] | None) -> set[str]:
+        task = checker.CheckRelocate_Task(vm=vms[vm], spec=vim.vm.RelocateSpec(host=hosts[host]), testType=test_type)
+        WaitForTask(task)
+        return {type(e).__name__.split(".")[-1] for e in task.info.result[0].error}
+
+    assert faults("dmz-01", "esx-03.lab.local", None) == {"DeviceBackingNotSupported"}
+    assert faults("dmz-01", "esx-03.lab.local", ["networkTests"]) == {"DeviceBackingNotSupported"}
+    assert faults("dmz-01", "esx-03.lab.local", ["sourceTests", "hostTests", "datastoreTests"]) == set()
+    assert faults("partial-01", "esx-03.lab.local", ["datastoreTests"]) == {"DatastoreNotWritableOnHost"}
+    assert faults("partial-01", "esx-03.lab.local", ["hostTests"]) == set()
+    assert faults("cd-host-01", "esx-01.lab.local", ["sourceTests"]) == {"DisallowedMigrationDeviceAttached"}
+    assert faults("web-01", "esx-04.lab.local", ["hostTests"]) == {"VMotionNotConfigured"}
+
+
+def test_cancelable_while_running_and_one_event_chain_per_task(lab_of) -> None:
+    info, s = lab_of()
+    vm = objects_by_name(s, vim.VirtualMachine)["web-01"]
+    lab.LabControl(info).set_migration_seconds("web-01", 1.0)
+    em = s.RetrieveContent().eventManager
+    started = s.CurrentTime()
+    task = relocate(vm, host=objects_by_name(s, vim.HostSystem)["esx-02.lab.local"])
+    time.sleep(0.4)
+    assert task.info.state == "running" and task.info.cancelable is True
+    WaitForTask(task)
+    assert task.info.cancelable is False
+    chain = task.info.eventChainId
+    assert chain
+    events = em.QueryEvents(vim.event.EventFilterSpec(eventChainId=chain))
+    assert sorted(type(e).__name__.split(".")[-1] for e in events) == [
+        "TaskEvent", "VmBeingHotMigratedEvent", "VmMigratedEvent"]
+    assert {e.chainId for e in events} == {chain}
+    first = [e for e in events if isinstance(e, vim.event.TaskEvent)][0]
+    assert first.key == chain and first.info.eventChainId == chain and first.info.key == task.info.key
+    # a failed move's events are a chain of their own
+    failed = relocate(vm, host=objects_by_name(s, vim.HostSystem)["esx-03.lab.local"],
+                      datastore=objects_by_name(s, vim.Datastore)["local-esx-01"])  # not mounted on esx-03
+    wait_error(failed)
+    other = em.QueryEvents(vim.event.EventFilterSpec(eventChainId=failed.info.eventChainId))
+    assert {type(e).__name__.split(".")[-1] for e in other} == {"TaskEvent", "VmBeingHotMigratedEvent",
+                                                                 "VmFailedMigrateEvent"}
+    assert not {e.key for e in other} & {e.key for e in events}
+    # the time window
+    since = em.QueryEvents(vim.event.EventFilterSpec(time=vim.event.EventFilterSpec.ByTime(beginTime=started)))
+    assert {e.key for e in since} == {e.key for e in events} | {e.key for e in other}
+    before = em.QueryEvents(vim.event.EventFilterSpec(time=vim.event.EventFilterSpec.ByTime(endTime=started),
+                                                      maxCount=1000))
+    assert before and all(e.createdTime <= started for e in before) and not {e.key for e in before} & {e.key for e in since}
+
+
+def test_query_events_filters_by_entity_and_type_and_caps_the_newest(lab_of) -> None:
+    _, s = lab_of()
+    vms, hosts = objects_by_name(s, vim.VirtualMachine), objects_by_name(s, vim.HostSystem)
+    WaitForTask(relocate(vms["web-01"], host=hosts["esx-02.lab.local"]))
+    WaitForTask(relocate(vms["web-02"], host=hosts["esx-01.lab.local"]))
+    em = s.RetrieveContent().eventManager
+    mine = em.QueryEvents(vim.event.EventFilterSpec(
+        entity=vim.event.EventFilterSpec.ByEntity(entity=vms["web-01"], recursion="self"),
+        eventTypeId=["VmMigratedEvent"]))
+    assert [e.vm.name for e in mine] == ["web-01"]
+    everything = em.QueryEvents(vim.event.EventFilterSpec(maxCount=1000))
+    newest = em.QueryEvents(vim.event.EventFilterSpec(maxCount=2))
+    assert [e.key for e in newest] == sorted((e.key for e in everything), reverse=True)[:2]
+    assert newest[0].vm.name == "web-02"
+    with pytest.raises(vmodl.fault.InvalidArgument):
+        em.QueryEvents(vim.event.EventFilterSpec(maxCount=-1))
+
+
+def test_vcenter_device_labels_and_datastore_moids(si: vim.ServiceInstance) -> None:
+    vms = objects_by_name(si, vim.VirtualMachine)
+    labels = [d.deviceInfo.label for d in vms["app-03"].config.hardware.device]
+    assert {"SCSI controller 0", "Hard disk 1", "Network adapter 1", "Network adapter 2"} <= set(labels), labels
+    assert [d.deviceInfo.label for d in disks_of(vms["app-02"])] == ["Hard disk 1", "Hard disk 2"]
+    cds = [d for d in vms["iso-01"].config.hardware.device if isinstance(d, vim.vm.device.VirtualCdrom)]
+    assert [d.deviceInfo.label for d in cds] == ["CD/DVD drive 1"]
+    ides = [d for d in vms["iso-01"].config.hardware.device if isinstance(d, vim.vm.device.VirtualIDEController)]
+    assert len(ides) == 2 and cds[0].controllerKey == ides[0].key
+    datastores = objects_by_name(si, vim.Datastore)
+    assert all(ds._moId.startswith("datastore-") and ds._moId[10:].isdigit() for ds in datastores.values())
+    assert all(ds.summary.datastore == ds for ds in datastores.values())
+    disk = disks_of(vms["web-01"])[0]
+    assert disk.backing.datastore == datastores["nfs-01"]
+
+
+def test_storage_figures_survive_refresh(lab_of) -> None:
+    _, s = lab_of()
+    vms, dss = objects_by_name(s, vim.VirtualMachine), objects_by_name(s, vim.Datastore)
+
+    def figures() -> tuple:
+        vm = vms["app-01"]
+        return (vm.summary.storage.committed, vm.summary.storage.uncommitted,
+                sorted((f.name, f.type, f.size) for f in vm.layoutEx.file),
+                sorted((u.datastore.name, u.committed) for u in vm.storage.perDatastoreUsage),
+                {d.name: (d.summary.freeSpace, d.info.freeSpace) for d in dss.values()})
+
+    before = figures()
+    assert {t for _, t, _ in before[2]} >= {"config", "nvram", "log", "swap", "diskDescriptor", "diskExtent"}
+    assert before[0] > 28 * GB
+    for vm in vms.values():
+        assert vm.RefreshStorageInfo() is None
+    for ds in dss.values():
+        assert ds.RefreshDatastore() is None
+        ds.RefreshDatastoreStorageInfo()
+    assert figures() == before
+
+
+def test_every_vmkernel_service_type(lab_of) -> None:
+    _, s = lab_of()
+    h = objects_by_name(s, vim.HostSystem)["esx-01.lab.local"]
+    nm = h.configManager.virtualNicManager
+    kinds = {c.nicType for c in h.config.virtualNicManagerInfo.netConfig}
+    services = ["vSphereProvisioning", "faultToleranceLogging", "vSphereReplication", "vSphereReplicationNFC",
+                "vsan", "vsanWitness", "vSphereBackupNFC", "ptp"]
+    assert kinds == {"management", "vmotion", *services}
+    for t in services:
+        assert not nm.QueryNetConfig(t).selectedVnic
+        nm.SelectVnicForNicType(t, "vmk1")
+        assert nm.QueryNetConfig(t).selectedVnic == [f"{t}.key-vim.host.VirtualNic-vmk1"]
+        selected = {c.nicType: c.selectedVnic for c in h.config.virtualNicManagerInfo.netConfig}
+        assert selected[t] == [f"{t}.key-vim.host.VirtualNic-vmk1"]
+        nm.DeselectVnicForNicType(t, "vmk1")
+        assert not nm.QueryNetConfig(t).selectedVnic
+    assert h.summary.config.vmotionEnabled  # the other services leave vMotion alone
+    with pytest.raises(vmodl.fault.InvalidArgument):
+        nm.QueryNetConfig("nope")
+    with pytest.raises(vmodl.fault.InvalidArgument):
+        nm.SelectVnicForNicType("vsan", "vmk9")
+
+
+def test_host_managers_exist_and_unset_properties_read_as_unset(si: vim.ServiceInstance) -> None:
+    hosts = objects_by_name(si, vim.HostSystem)
+    h = hosts["esx-01.lab.local"]
+    vsan = h.configManager.vsanSystem
+    assert vsan.config.enabled is False and vsan.config.hostSystem == h
+    assert vsan.QueryHostStatus().nodeState.state == "notInVsanCluster"
+    assert h.config.host == h and h.config.vsanHostConfig.hostSystem == h
+    assert h.datastoreBrowser.datastore == h.datastore
+    others = {hosts[n].configManager.cpuScheduler._moId for n in hosts}
+    assert len(others) == len(hosts)  # each host its own manager objects
+    assert h.configManager.networkSystem.networkConfig is None  # unset: no dropped connection
+    vm = objects_by_name(si, vim.VirtualMachine)["web-01"]
+    assert vm.snapshot is None and vm.parentVApp is None and vm.rootSnapshot == []
+    assert vm.name == "web-01"  # the connection is still up
+
+
+def test_format_change_of_a_disk_that_stays_is_not_made(lab_of) -> None:
+    _, s = lab_of()
+    vm = objects_by_name(s, vim.VirtualMachine)["web-01"]
+    nfs1 = objects_by_name(s, vim.Datastore)["nfs-01"]
+    disk = disks_of(vm)[0]
+    thick = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=False,
+                                                          eagerlyScrub=True)
+    WaitForTask(relocate(vm, disk=[vim.vm.RelocateSpec.DiskLocator(diskId=disk.key, datastore=nfs1,
+                                                                   diskBackingInfo=thick)]))
+    disk = disks_of(vm)[0]
+    assert disk.backing.thinProvisioned and not disk.backing.eagerlyScrub
+    assert disk.backing.datastore == nfs1

@@ -15,8 +15,7 @@ reports=()
 run() {
   echo
   echo "== runbook $*"
-  out=$($RB "$@") || { echo "$out"; echo "demo: 'runbook $*' failed" >&2; exit 1; }
-  echo "$out"
+  out=$($RB "$@" | tee /dev/stderr) || { echo "demo: 'runbook $*' failed" >&2; exit 1; }
   reports+=("$(sed -n 's/^report: //p' <<<"$out")")
 }
 run inventory --change-id DEMO-inventory

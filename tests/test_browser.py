@@ -228,3 +228,13 @@ def test_choose_check_and_migrate_in_jupyterlab(jupyterlab, page) -> None:
     assert data["parameters"]["target_host"] == target and data["parameters"]["disk_format"] == "thin"
     assert (records[0].parent / "report.html").read_text().count("SUCCEEDED") >= 1
     shutil.copy(records[0].parent / "report.html", ARTIFACTS / "browser-migrate-report.html")
+
+    # A second VM chosen after the move shows nothing of the first one's run: no banner, no progress.
+    page.locator(".rb-vm-filter input").fill("web-02")
+    expect(page.locator(".rb-vm select option:not([value^='web-02 '])")).to_have_count(0, timeout=LONG)
+    page.locator(".rb-vm select").select_option(value=_option(page, ".rb-vm", "web-02 ·"))
+    page.locator(".rb-vm-details", has_text="web-02").wait_for()
+    expect(page.locator(".rb-result .rb-outcome")).to_have_count(0)
+    expect(page.locator(".rb-state")).to_be_hidden()
+    expect(page.locator(".rb-checks", has_text="SUCCEEDED")).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "browser-second-vm.png"))

@@ -70,6 +70,8 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(shared, args, message)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert re.search(message, one_error_line(result)), result.stderr
     assert placement(info) == before
+    # A refusal is not a failed move: no run directory, no record, no index entry.
+    assert not list(Path(env["RUNBOOK_REPORTS"]).glob("*/*")), "a refused run left a record"
 
 
 def test_target_equal_to_the_source_is_already_there(shared):
@@ -167,15 +169,11 @@ def test_lab_start_prints_exports_and_stop_leaves_nothing(tmp_path):
 
 
 def test_unknown_parameter_is_refused_before_anything_runs(shared, tmp_path):
-    from runbook.fronts.pipeline import run_notebook
+    from runbook.engine.requests import build
+    from runbook.errors import BadInput
 
-    info, _ = shared
-    before = placement(info)
-    result = run_notebook("migrate", {"vm": "web-01", "target_host": "esx-02.lab.local", "tiemout_s": 5},
-                          reports_dir=tmp_path)
-    assert result.exit_code == 2
-    assert "migrate.ipynb has no parameter 'tiemout_s'" in result.record["error"]["message"]
-    assert placement(info) == before
+    with pytest.raises(BadInput, match="migrate has no parameter 'tiemout_s'; it takes: vm, "):
+        build("migrate", {"vm": "web-01", "target_host": "esx-02.lab.local", "tiemout_s": 5})
 
 
 def test_plain_papermill_with_a_wrong_type_stops_with_one_clear_error(shared, tmp_path):
@@ -186,7 +184,7 @@ def test_plain_papermill_with_a_wrong_type_stops_with_one_clear_error(shared, tm
     result = subprocess.run([papermill, "notebooks/migrate.ipynb", str(out), "-p", "vm", "web-01",
                              "-p", "target_host", "esx-02.lab.local", "-p", "timeout_s", "soon",
                              "-k", "python3"],
-                            env={**env, "RUNBOOK_RUN_DIR": str(tmp_path / "run")}, capture_output=True, text=True,
+                            env={**env, "RUNBOOK_REPORTS": str(tmp_path / "reports")}, capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent.parent, timeout=180)
     assert result.returncode != 0
     import json
@@ -194,6 +192,7 @@ def test_plain_papermill_with_a_wrong_type_stops_with_one_clear_error(shared, tm
     errors = [o for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert len(errors) == 1 and errors[0]["ename"] == "BadInput"
-    assert "timeout 'soon' must be a positive number of seconds" in errors[0]["evalue"]
+    assert "timeout must be a number, not 'soon'" in errors[0]["evalue"]
     assert len(errors[0]["traceback"]) == 1  # one line, not a traceback
     assert placement(info) == before
+    assert not (tmp_path / "reports").exists(), "a refused run left a record"

@@ -1,6 +1,7 @@
-"""The headless pipeline (runbook/pipeline.py) end to end: the ``runbook`` command in a subprocess against a
-lab whose password is a unique sentinel, then what it left under reports/: one directory per run, records
-that validate, reports that open offline in Chromium, an index listing every run, and the sentinel nowhere.
+"""The headless pipeline (runbook/fronts/pipeline.py) end to end: the ``runbook`` command in a subprocess against
+a lab whose password is a unique sentinel, then what it left under reports/: one directory per run (none for a
+refused run), records that validate, reports that open offline in Chromium, an index listing every run, and the
+sentinel nowhere.
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import GOVC_VARS, lab_env, running_lab
+from runbook.engine.context import RunContext
+from runbook.engine.requests import MoveRequest
+from runbook.errors import BadInput
 from runbook.fronts import pipeline
 from runbook.records import record, report
 
@@ -33,8 +37,8 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def headless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """Inventory, check, a move under change CHG-42, then CHG-42 again naming a VM that does not exist:
-    four runs of the command line against one lab, as an operator would type them."""
+    """Inventory, check, a move under change CHG-42, then CHG-42 again naming a VM that does not exist (refused,
+    no record): four runs of the command line against one lab, as an operator would type them."""
     tmp = tmp_path_factory.mktemp("headless")
     reports = tmp / "reports"
     with running_lab(tmp / "lab", password=SENTINEL) as info:
@@ -53,13 +57,12 @@ def headless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 
 def _records(reports: Path) -> dict[str, dict]:
-    """The records by run: inventory, check, migrate (the CHG-42 that succeeded), unknown-vm."""
+    """The records by kind: inventory, check, migrate (the CHG-42 that succeeded)."""
     found = {}
     for path in reports.glob("*/*/record.json"):
         data = json.loads(path.read_text())
-        key = data["kind"] if data["kind"] != "migrate" else (
-            "migrate" if data["outcome"] == "SUCCEEDED" else "unknown-vm")
-        found[key] = data | {"_dir": path.parent}
+        assert data["kind"] not in found, "two records of one kind"
+        found[data["kind"]] = data | {"_dir": path.parent}
     return found
 
 
@@ -68,7 +71,8 @@ def test_exit_codes_and_terminal_output(headless: dict) -> None:
     assert {k: r.returncode for k, r in runs.items()} == {"inventory": 0, "check": 0, "migrate": 0,
                                                           "unknown-vm": 2}, {k: r.stderr for k, r in runs.items()}
     assert runs["migrate"].stdout.splitlines()[-2].startswith("SUCCEEDED: web-01: host esx-01.lab.local -> esx-02")
-    assert "no VM named 'no-such-vm'" in runs["unknown-vm"].stderr
+    refusal = [line for line in runs["unknown-vm"].stderr.splitlines() if line.strip()]
+    assert len(refusal) == 1 and refusal[0].startswith("runbook: error: no VM named 'no-such-vm'"), refusal
     for name, run in runs.items():
         # The kernel's "running over TCP without encryption" warning and nbconvert's alt-text warning are gone:
         # a successful run says nothing on stderr.
@@ -79,19 +83,19 @@ def test_exit_codes_and_terminal_output(headless: dict) -> None:
 
 def test_every_run_has_its_own_directory_with_notebook_report_and_record(headless: dict) -> None:
     dirs = sorted(p for p in headless["reports"].glob("*/*") if p.is_dir())
-    assert len(dirs) == 4
+    assert len(dirs) == 3  # the refused run (an unknown VM) left none
     for run_dir in dirs:
-        assert {"run.ipynb", "report.html", "record.json"} <= {p.name for p in run_dir.iterdir()}, run_dir
+        assert {"run.ipynb", "report.html", "record.json", "events.jsonl"} <= {p.name for p in run_dir.iterdir()}
         assert not list(run_dir.glob(".*.tmp")), "an atomic write left its temporary file"
-    # The same change id twice: two directories, two records, both kept.
+        for name in ("run.ipynb", "record.json", "events.jsonl", "context.json"):
+            assert (run_dir / name).stat().st_mode & 0o077 == 0, (run_dir / name)
     chg = [d for d in dirs if d.name.startswith("CHG-42-")]
-    assert len(chg) == 2 and chg[0].name != chg[1].name
-    assert {json.loads((d / "record.json").read_text())["outcome"] for d in chg} == {"SUCCEEDED", "FAILED"}
+    assert len(chg) == 1 and json.loads((chg[0] / "record.json").read_text())["outcome"] == "SUCCEEDED"
 
 
 def test_records_validate_and_say_who_what_when(headless: dict, lab_url_re=r"^http://127\.0\.0\.1:\d+/sdk$") -> None:
     records = _records(headless["reports"])
-    assert set(records) == {"inventory", "check", "migrate", "unknown-vm"}
+    assert set(records) == {"inventory", "check", "migrate"}
     for name, data in records.items():
         data = {k: v for k, v in data.items() if k != "_dir"}
         record.validate(data)
@@ -110,27 +114,20 @@ def test_records_validate_and_say_who_what_when(headless: dict, lab_url_re=r"^ht
     assert move["ping"]["probes_sent"] > 0 and move["ping"]["probes_lost"] >= 0
     assert {"loss_pct", "longest_outage_ms", "total_outage_ms", "outages_count", "description"} <= set(move["ping"])
     assert all(c["status"] in ("pass", "skip") for c in move["checks"])
-    # The failed run explains itself: what, where, and the exit code the operator saw.
-    failed = records["unknown-vm"]
-    assert failed["outcome"] == "FAILED" and failed["exit_code"] == 2
-    assert failed["error"]["type"] == "NotFound" and "no-such-vm" in failed["error"]["message"]
-    assert failed["error"]["step"] and "no-such-vm" in failed["summary"]
-    html = (failed["_dir"] / "report.html").read_text()
-    assert 'id="outcome-banner"' in html and "FAILED" in html and "no VM named" in html
 
 
 def test_index_and_reports_command_list_every_run(headless: dict) -> None:
     index = (headless["reports"] / "index.html").read_text()
-    assert index.count("<tr><td>") == 4 and index.count("<td>CHG-42</td>") == 2
+    assert index.count("<tr><td>") == 3 and index.count("<td>CHG-42</td>") == 1
     runs = report.list_runs(headless["reports"])
-    assert len(runs) == 4 and list(runs["started"]) == sorted(runs["started"], reverse=True)
+    assert len(runs) == 3 and list(runs["started"]) == sorted(runs["started"], reverse=True)
     move = runs[(runs["outcome"] == "SUCCEEDED") & (runs["kind"] == "migrate")].iloc[0]
     assert move["vm"] == "web-01" and move["probes_lost"] >= 0 and move["duration_s"] > 0
     for link in runs["report"]:
         assert (headless["reports"] / link).is_file() and f'href="{link}"' in index
     listing = headless["listing"]
-    assert listing.returncode == 0 and listing.stdout.count("CHG-42") == 2
-    assert "web-01" in listing.stdout and "FAILED" in listing.stdout
+    assert listing.returncode == 0 and listing.stdout.count("CHG-42") == 1
+    assert "web-01" in listing.stdout and "SUCCEEDED" in listing.stdout
 
 
 def test_reports_open_offline_with_nothing_missing(headless: dict) -> None:
@@ -160,29 +157,26 @@ def test_no_secret_anywhere(headless: dict) -> None:
         assert meta["environment_variables"] == {}
 
 
-def test_bad_parameter_still_leaves_a_record_and_report(tmp_path: Path, caplog, capfd) -> None:
-    """Refused before any kernel starts: the record and the report (built from the record) say why."""
-    caplog.set_level("DEBUG")
-    result = pipeline.run_notebook("check", {"vm": 5, "target_host": "esx-02"}, change_id="CHG-7")
-    assert result.exit_code == 2 and result.outcome == "FAILED"
-    assert result.record["error"]["type"] == "BadInput" and "'vm' must be str" in result.record["error"]["message"]
-    record.validate(result.record)
-    assert not result.notebook.exists()
-    html = result.html.read_text()
-    assert 'id="outcome-banner"' in html and "must be str" in html and "What went wrong" in html
-    assert report.external_references(html) == []
-    assert "CHG-7" in (result.run_dir.parent.parent / "index.html").read_text()
+def test_a_refused_request_leaves_no_record(tmp_path: Path) -> None:
+    """Refused before the run starts (no kernel, no run directory): the one line says why."""
+    from runbook.engine.requests import build
+
+    with pytest.raises(BadInput, match="vm must be text"):
+        build("check", {"vm": [5], "target_host": "esx-02"})
+    assert not (tmp_path / "reports").exists()
 
 
-def test_in_process_dry_run_leaks_nothing(fresh_lab, caplog, capfd) -> None:
+def test_in_process_dry_run_leaks_nothing(fresh_lab, caplog, capfd, tmp_path) -> None:
     """The library call the CLI makes, in this process: nothing secret in pytest's captured logs or output."""
     caplog.set_level("DEBUG")
     info = fresh_lab(password=SENTINEL)
-    result = pipeline.run_notebook("migrate", {"vm": "web-02", "target_datastore": "nfs-02", "dry_run": True,
-                                               "ping": "none"}, change_id="CHG-8")
+    request = MoveRequest(vm="web-02", target_datastore="nfs-02", dry_run=True, ping="none", change_id="CHG-8")
+    events = []
+    result = pipeline.run_notebook(request, context=RunContext(reports_dir=tmp_path / "r"), on_event=events.append)
     assert result.outcome == "DRY RUN" and result.exit_code == 0, result.record.get("error")
     record.validate(result.record)
     assert result.record["spec"]["datastore"]
+    assert any(e.kind == "check" for e in events), "the checks were not streamed"
     out, err = capfd.readouterr()
     logged = "\n".join(r.getMessage() for r in caplog.records) + caplog.text
     for text in (out, err, logged):
@@ -218,6 +212,6 @@ def test_reports_render_offline_in_chromium(headless: dict, tmp_path: Path) -> N
         assert f"<th>{figure}</th>" in move, figure
     assert move.count("<table") >= 4  # key figures, checks, before/after, task, events
     nb = json.loads((records["migrate"]["_dir"] / "run.ipynb").read_text())
-    chart_cell = next(c for c in nb["cells"] if "ping.plot(" in "".join(c["source"]))
+    chart_cell = next(c for c in nb["cells"] if "ping_chart(" in "".join(c["source"]))
     assert any("image/png" in o.get("data", {}) for o in chart_cell["outputs"]), "no ping chart in the notebook"
     assert PNG.search(move) and 'alt="Chart: Ping through the move"' in move

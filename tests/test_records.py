@@ -1,7 +1,7 @@
-"""Change records (runbook/record.py, rundir.py, report.py): the JSON for machines, the HTML for people.
+"""Change records (runbook/records/: record, recorder, rundir, report): the JSON for machines, the HTML for people.
 
-Real records of each outcome come from the code path the widgets use (``Migration`` with a ``RunRecord``,
-then ``report.write_html``) against labs whose password is a unique sentinel; the outcomes a lab cannot
+Real records of each outcome come from the engine (the path every front takes) against labs whose password is
+a unique sentinel; the outcomes a lab cannot
 produce on demand (UNKNOWN, RUNNING) are built at unit level. Every one validates against the documented
 schema, and no file, log line or captured output holds the sentinel or a session cookie.
 """
@@ -21,9 +21,7 @@ import runbook
 from conftest import running_lab
 import runbook_lab as lab_mod
 from runbook.records import record, report, rundir
-from runbook.errors import ChecksFailed
-from runbook.domain.migration import Migration, MoveOptions
-from runbook.domain.plan import MigrationPlan
+from runbook.records.recorder import Recorder
 
 SENTINEL = f"Sentinel-{secrets.token_hex(8)}"
 COOKIE = "vmware_soap_session"
@@ -40,16 +38,21 @@ def test_run_directories_are_never_reused(tmp_path: Path) -> None:
 
 def test_record_lifecycle_atomic_and_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOVC_PASSWORD", SENTINEL)
-    run = record.start_run("check", {"vm": "web-01", "password": SENTINEL, "api_token": "t0k3n-abc"},
-                           change_id="CHG-1", reports_dir=tmp_path, via="widgets")
+    recorder = Recorder("check", {"vm": "web-01", "password": SENTINEL, "api_token": "t0k3n-abc",
+                                  "change_id": "CHG-1"},
+                        runbook.RunContext(reports_dir=tmp_path, via="widgets", report=False)).start()
+    run = recorder.record
     assert run.data["outcome"] == "RUNNING" and run.data["ended"] is None and run.data["via"] == "widgets"
     record.validate(record.load(run.run_dir))  # valid while running, too
-    assert run.data["parameters"] == {"vm": "web-01", "password": "<redacted>", "api_token": "<redacted>"}
+    assert run.data["parameters"] == {"vm": "web-01", "password": "<redacted>", "api_token": "<redacted>",
+                                      "change_id": "CHG-1"}
     run.set(summary=f"oops {SENTINEL} and Cookie: {COOKIE}=\"52ab-cd\"; Path=/", figures=[("VMs", 12)])
     text = run.path.read_text()
     assert SENTINEL not in text and "52ab-cd" not in text and "<redacted>" in text
     assert json.loads(text)["figures"] == [["VMs", "12"]]
-    run.finish("UNKNOWN", "the task could not be followed", error={"type": "OutcomeUnknown", "message": "x"})
+    recorder.finish("UNKNOWN", "the task could not be followed", error={"type": "OutcomeUnknown", "message": "x"})
+    with pytest.raises(RuntimeError, match="already finalised"):  # one owner, one end
+        recorder.finish("SUCCEEDED", "a second ending")
     data = record.load(run.run_dir)
     record.validate(data)
     assert data["exit_code"] == 5 and data["ended"] >= data["started"] and data["duration_s"] >= 0
@@ -162,7 +165,7 @@ def test_schema_is_documented_field_by_field() -> None:
     record.validate(json.loads(example.group(1)))
 
 
-# -- real records through the lab: the code path the widgets use ---------------------------------------
+# -- real records through the lab: the engine's path, as the widgets take it ---------------------------------------
 @pytest.fixture(scope="module")
 def sentinel_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_mod.LabInfo]:
     with running_lab(tmp_path_factory.mktemp("records-lab"), password=SENTINEL) as info:
@@ -177,31 +180,12 @@ def prereq_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_mod.Lab
 
 def _widget_run(vm: str, *, host: str = "", datastore: str = "", change_id: str | None = None,
                 **options) -> tuple[dict, Path]:
-    """What the widgets do: a record via start_run, the Migration steps, then the HTML and the index."""
-    settings = runbook.settings_from_env()
-    run = record.start_run("migrate", {"vm": vm, "target_host": host, "target_datastore": datastore},
-                           change_id=change_id, via="widgets")
-    si = runbook.login(settings)
-    run.connected(settings)
-    options = {"ping_tcp_port": 9, "ping_tail": 0.3, **options}
-    m = Migration(si, settings, MigrationPlan(vm=vm, target_host=host or None, target_datastore=datastore or None),
-                  MoveOptions(**options), record=run)
-    try:
-        m.prepare()
-        try:
-            if m.decide() == "go":
-                m.execute()
-        except ChecksFailed:
-            pass
-        chart = None
-        if m.ping is not None:
-            chart = m.ping.plot(task_start=m.task.started if m.task else None,
-                                task_end=m.task.completed if m.task else None, switchover=m.switchover_time())
-    finally:
-        runbook.logout(m.si)
-    page = report.write_html(run.run_dir, run.data, ping_chart=chart)
-    report.write_index()
-    return record.load(run.run_dir), page
+    """What the widgets do: the engine's move with the widgets' context (record, report and index by the engine)."""
+    request = runbook.MoveRequest(vm=vm, target_host=host, target_datastore=datastore, change_id=change_id or "",
+                                  **{"ping_tcp_port": 9, "ping_tail": 0.3, **options})
+    result = runbook.migrate(request, context=runbook.RunContext(via="widgets"))
+    assert result.report is not None and result.record == record.load(result.run_dir)
+    return record.load(result.run_dir), result.report
 
 
 def _assert_no_secret(reports: Path, *texts: str) -> None:

@@ -207,11 +207,12 @@ def test_check_shows_a_connection_error_instead_of_swallowing_it(wizard, invento
     assert c.checks is None and not c.busy and wizard.migrate_button.disabled
 
 
-def test_the_chooser_cell_is_silent_when_vm_is_given(capsys) -> None:
+def test_the_chooser_cell_is_silent_when_vm_is_given_or_headless(capsys) -> None:
     from runbook.fronts.widgets import chooser
 
-    assert chooser(None, "web-01") is None  # type: ignore[arg-type]
-    assert "not shown" in capsys.readouterr().out
+    assert chooser({"vm": "web-01"}) is None
+    assert chooser({"vm": "", "run_context": "/some/run/context.json"}) is None  # headless: the next cell refuses
+    assert capsys.readouterr().out == ""
 
 
 def test_unknown_wizard_parameters_are_refused(inventory) -> None:
@@ -239,7 +240,7 @@ def test_migrate_from_the_widgets_moves_the_vm_and_writes_the_record(fresh_lab, 
     wz.check()
     assert wz.choices.checks is not None and not wz.migrate_button.disabled, wz.checks_out.outputs
     wz.migrate(wait=True)
-    assert wz.error is None and wz.record["outcome"] == "SUCCEEDED", wz.record
+    assert wz.error is None and wz.result.outcome == "SUCCEEDED", wz.result.record
     where = LabControl(info).placement("web-02")
     assert where["host"] == "esx-03.lab.local" and "nfs-02" in where["vm_path_name"]
     run_dir = next((tmp_path / "reports").glob("*/*/record.json")).parent
@@ -248,9 +249,14 @@ def test_migrate_from_the_widgets_moves_the_vm_and_writes_the_record(fresh_lab, 
     assert data["exit_code"] == 0 and data["ping"]["probes_sent"] > 0
     html = (run_dir / "report.html").read_text()
     assert "SUCCEEDED" in html and "Ping through the move" in html and "data:image/png;base64" in html
-    assert "SUCCEEDED" in json.dumps(wz.result.outputs) and "lost" in wz.ping_label.value
+    assert "SUCCEEDED" in json.dumps(wz.result_out.outputs) and "lost" in wz.ping_label.value
     assert c is not wz.choices and wz.choices.vm == str(_vm(inv, "web-02")["moid"])  # re-read after the move
     assert "esx-03" in wz.details.value  # the VM's new place
     from runbook.records import record
 
     record.validate(data)
+    # A new pick clears the last run's banner, progress and result: nothing of web-02's move shows for web-03.
+    assert wz.run_box.layout.display is None and wz.progress.value == 100
+    wz.pick(vm=str(_vm(inv, "web-03")["moid"]))
+    assert wz.result_out.outputs == () and wz.checks_out.outputs == ()
+    assert wz.run_box.layout.display == "none" and wz.progress.value == 0 and wz.state.value == ""

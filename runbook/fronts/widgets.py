@@ -251,8 +251,9 @@ class Wizard:
         plan = c.plan()
         if plan is None:
             raise BadInput("pick a VM, a migration type and its targets first")
-        values = {**self.params, "vm": c.vm, "target_host": plan.target_host or "",
-                  "target_datastore": plan.target_datastore or "", "disk_format": plan.disk_format,
+        inv = c.inventory
+        values = {**self.params, "vm": _key(inv.vms, c.vm), "target_host": _key(inv.hosts, plan.target_host),
+                  "target_datastore": _key(inv.datastores, plan.target_datastore), "disk_format": plan.disk_format,
                   "force_reason": self.force.value.strip() or self.params.get("force_reason") or ""}
         return build(MoveRequest, values)
 
@@ -387,3 +388,14 @@ class Wizard:
             c.checks = None
         self.force.value = ""
         self._sync()
+
+
+def _key(table: Any, moid: Optional[str]) -> str:
+    """How the record names a picked object: its name when no other object has it, else its moid."""
+    if not moid:
+        return ""
+    rows = table[table["moid"] == moid]
+    if len(rows) != 1:
+        return moid
+    name = str(rows.iloc[0]["name"])
+    return name if int((table["name"] == name).sum()) == 1 else moid

@@ -213,3 +213,20 @@ def test_a_plain_install_runs_a_check_from_another_directory(lab, tmp_path):
     assert not (site / "runbook" / "notebooks").is_symlink()
     (data,) = _records(tmp_path)
     assert data["outcome"] == "SUCCEEDED" and data["kind"] == "check"
+
+
+def test_no_run_builds_the_iri_grammar_and_records_still_validate(tmp_path):
+    """jsonschema's optional IRI checker (3 s of Lark grammar at import) is left out of every runbook process."""
+    code = "\n".join([
+        "import sys",
+        "from runbook.fronts import pipeline",
+        "import papermill, nbconvert, jsonschema",
+        "from runbook.records import record, report",
+        "assert sys.modules.get('rfc3987_syntax') is None, 'the grammar was loaded'",
+        "try:",
+        "    record.validate({'schema_version': 1})",
+        "except jsonschema.ValidationError:",
+        "    print('refused')",
+    ])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "refused", done.stderr[-2000:]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook import errors
+from runbook._imports import skip_iri_grammar
 from runbook.engine.context import CONTEXT_FILE, RunContext
 from runbook.engine.events import EVENTS_FILE, Notice, Sink, follow
 from runbook.engine.requests import Request
@@ -34,6 +35,7 @@ from runbook.errors import BadInput
 from runbook.records import record as rec
 
 log = logging.getLogger("runbook")
+skip_iri_grammar()  # before papermill brings in jsonschema
 
 NOTEBOOKS = {"inventory": "inventory.ipynb", "check": "check.ipynb", "migrate": "migrate.ipynb",
              "enable-vmotion": "enable_vmotion.ipynb"}

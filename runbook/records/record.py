@@ -220,6 +220,9 @@ def schema() -> dict[str, Any]:
 
 def validate(data: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` when ``data`` does not follow the documented schema."""
+    from runbook._imports import skip_iri_grammar
+
+    skip_iri_grammar()
     import jsonschema
 
     jsonschema.validate(data, schema())

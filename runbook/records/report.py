@@ -15,8 +15,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import nbformat
-import pandas as pd
+from runbook._imports import skip_iri_grammar
+
+skip_iri_grammar()
+import nbformat  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from runbook.records import record as rec
 from runbook.records.record import scrub

@@ -98,3 +98,86 @@ def finished(task: vim.Task):
         if str(info.state) in ("success", "error"):
             return info.error
         time.sleep(0.005)
+
+
+# ----- the runbook end to end on the shapes issue 17 found: split disks, standalone hosts, formats -----
+
+def _move(info, tmp_path, **fields):
+    """One engine move (no ping) against a lab; its RunResult."""
+    import runbook
+    from conftest import lab_settings
+    from runbook.engine.context import RunContext
+
+    fields.setdefault("ping", "none")
+    return runbook.migrate(runbook.MoveRequest(**fields), settings=lab_settings(info),
+                           context=RunContext(reports_dir=tmp_path / "reports"))
+
+
+def _where(info, vm_name: str) -> dict:
+    return lab_mod.LabControl(info).placement(vm_name)
+
+
+def test_host_only_move_of_a_split_disk_vm_succeeds_and_verifies(fresh_lab, tmp_path):
+    """app-01 (disks on nfs-02 and nfs-01) to esx-02: nothing but the host changes, verification agrees."""
+    info = fresh_lab()
+    lab_mod.LabControl(info).set_migration_seconds(None, 0.3)
+    res = _move(info, tmp_path, vm="app-01", target_host="esx-02.lab.local")
+    assert res.outcome == "SUCCEEDED", res.summary
+    assert res.exit_code == 0 and res.state.verification["ok"].all()
+    after = _where(info, "app-01")
+    assert after["host"] == "esx-02.lab.local" and after["vm_path_name"].startswith("[nfs-02]")
+
+
+def test_move_between_standalone_hosts_needs_no_pool(fresh_lab, tmp_path):
+    info = fresh_lab("standalone")
+    lab_mod.LabControl(info).set_migration_seconds(None, 0.3)
+    before = _where(info, "edge-01")
+    res = _move(info, tmp_path, vm="edge-01", target_host="esx-12.lab.local")
+    assert res.outcome == "SUCCEEDED", res.summary
+    assert res.state.verification["ok"].all()
+    after = _where(info, "edge-01")
+    assert after["host"] == "esx-12.lab.local" and after["pool"] != before["pool"]
+    # and from a standalone host into the cluster, and back out, still without a pool
+    assert _move(info, tmp_path, vm="edge-01", target_host="esx-01.lab.local").outcome == "SUCCEEDED"
+    assert _move(info, tmp_path, vm="web-01", target_host="esx-11.lab.local").outcome == "SUCCEEDED"
+    assert _where(info, "web-01")["host"] == "esx-11.lab.local"
+
+
+def test_plan_spec_and_lab_agree_on_standalone_root_pools(fresh_lab):
+    """The pool the plan resolves is the one the lab puts the VM in, for every host of the standalone lab."""
+    info = fresh_lab("standalone")
+    lab_mod.LabControl(info).set_migration_seconds(None, 0)
+    si = login(Settings(host=info.host, port=info.port, scheme="http", username=info.username,
+                        password=info.password))
+    try:
+        inv = read_inventory(si)
+        standalone = inv.hosts[inv.hosts["cluster"].isna()]
+        assert sorted(standalone["name"]) == ["esx-11.lab.local", "esx-12.lab.local"]
+        for _, h in standalone.iterrows():
+            roots = inv.pools[(inv.pools["owner_moid"] == h["compute_resource_moid"]) & inv.pools["root"]]
+            assert len(roots) == 1 and roots.iloc[0]["cluster"] is None
+        resolved = resolve(inv, MigrationPlan(vm="edge-01", target_host="esx-12.lab.local"))
+        spec = build_relocate_spec(resolved, stub_morefs(si._stub))
+        assert spec.pool is not None and spec.pool._moId == resolved.resource_pool_moid
+        vm = next(v for v in si.content.viewManager.CreateContainerView(
+            si.content.rootFolder, [vim.VirtualMachine], True).view if v.name == "edge-01")
+        assert finished(vm.RelocateVM_Task(spec=spec)) is None
+        assert vm.resourcePool._moId == resolved.resource_pool_moid
+        assert vm.runtime.host.parent.resourcePool == vm.resourcePool
+    finally:
+        logout(si)
+
+
+def test_format_only_request_on_the_same_datastore_is_refused_with_exit_2(fresh_lab, tmp_path):
+    import subprocess
+    import sys
+
+    info = fresh_lab()  # its GOVC_* settings are in the environment
+    before = _where(info, "web-01")
+    runbook_cmd = str(Path(sys.executable).parent / "runbook")
+    proc = subprocess.run([runbook_cmd, "migrate", "--vm", "web-01", "--datastore", "nfs-01",
+                           "--disk-format", "thick", "--ping", "none"], capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "Storage vMotion to another datastore and back, or pick another datastore" in out
+    assert _where(info, "web-01") == before

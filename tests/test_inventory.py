@@ -126,3 +126,29 @@ def test_request_count_does_not_grow_with_the_number_of_vms(tmp_path):
                 assert len(inv.vms) == vms
     assert counts[50] == counts[1000], counts
     assert counts[1000] < 20, counts
+
+
+def test_standalone_hosts_and_their_root_pools(tmp_path):
+    """A host outside any cluster: no cluster, its own compute resource, whose root pool the pools table lists."""
+    from conftest import running_lab
+    from runbook import connect
+    from runbook.vsphere.connection import Settings
+
+    declared = lab_mod._scenario_json("standalone", None, None)
+    alone = sorted(h["name"] for h in declared["hosts"] if not h.get("cluster"))
+    with running_lab(tmp_path / "lab", "standalone") as info:
+        with connect(Settings(host=info.host, port=info.port, scheme="http", username=info.username,
+                              password=info.password)) as si:
+            inv = read_inventory(si)
+    hosts = inv.hosts.set_index("name")
+    assert sorted(hosts.index[hosts["cluster"].isna()]) == alone == ["esx-11.lab.local", "esx-12.lab.local"]
+    cluster_moid = inv.cluster("Cluster-A")["moid"]
+    assert set(hosts.loc[hosts["cluster"] == "Cluster-A", "compute_resource_moid"]) == {cluster_moid}
+    owners = [hosts.loc[h, "compute_resource_moid"] for h in alone]
+    assert len(set(owners)) == 2 and cluster_moid not in owners
+    for owner in owners:
+        roots = inv.pools[(inv.pools["owner_moid"] == owner) & inv.pools["root"]]
+        assert list(roots["name"]) == ["Resources"] and roots["cluster"].isna().all()
+    edge = inv.vm("edge-01")
+    assert edge["cluster"] is None and edge["resource_pool_moid"] == inv.pools[
+        inv.pools["owner_moid"] == hosts.loc["esx-11.lab.local", "compute_resource_moid"]].iloc[0]["moid"]

@@ -10,11 +10,14 @@ from pathlib import Path
 
 from pyVmomi import vim
 
+import runbook
 import runbook_lab as lab_mod
+from runbook.domain.placement import active_relocation
+from runbook.engine import relocation
+from runbook.engine.context import RunContext
+from runbook.engine.events import RunFinished, Step, TaskProgress
+from runbook.records.record import EXIT_OF_OUTCOME
 from runbook.vsphere.connection import login, logout
-from runbook.domain.migration import Migration, MoveOptions, active_relocation
-from runbook.domain.plan import MigrationPlan
-from runbook.records.record import RunRecord
 from conftest import lab_settings as settings_of, start_in_background as start_move
 from tcpproxy import TcpProxy
 
@@ -26,96 +29,107 @@ def relocations(si, vm_name: str) -> list[tuple[str, str]]:
             if t.info.descriptionId == "VirtualMachine.relocate" and t.info.entityName == vm_name]
 
 
+def on_disk(res) -> dict:
+    """The run's record.json, which must agree with the result it returned."""
+    saved = json.loads((res.run_dir / "record.json").read_text())
+    assert saved["outcome"] == res.outcome and saved["exit_code"] == res.exit_code == EXIT_OF_OUTCOME[res.outcome]
+    return saved
+
+
+def move_request(**fields) -> runbook.MoveRequest:
+    return runbook.MoveRequest(**{"vm": "web-01", "target_host": "esx-02.lab.local", "ping": "none", **fields})
+
+
 def test_connection_drop_while_moving_reattaches_and_records_the_real_outcome(fresh_lab, tmp_path):
     info = fresh_lab()
     lab_mod.LabControl(info).set_migration_seconds("web-01", 3)
     proxy = TcpProxy(info.port)
-    si = login(settings_of(info, proxy.port))
-    record = RunRecord(kind="migrate", run_dir=tmp_path)
-    m = Migration(si, settings_of(info, proxy.port), MigrationPlan(vm="web-01", target_host="esx-02.lab.local"),
-                  MoveOptions(ping="none", reconnect_s=20), record=record)
     try:
-        thread = start_move(m)
+        move = start_move(move_request(), settings_of(info, proxy.port), RunContext(reports_dir=tmp_path / "r"))
         time.sleep(0.7)
         proxy.cut(refuse_for=1.0)  # every connection reset, new ones refused for a second
-        thread.join(30)
+        res = move.join(30)
     finally:
         proxy.close()
-    assert m.outcome == "SUCCEEDED", m.summary
-    assert m.task.reattached >= 1
-    saved = json.loads((tmp_path / "record.json").read_text())
-    assert saved["outcome"] == "SUCCEEDED" and saved["task"]["id"] == m.task_id
+    assert res.outcome == "SUCCEEDED", res.summary
+    assert res.state.task.reattached >= 1
+    saved = on_disk(res)
+    assert saved["outcome"] == "SUCCEEDED" and saved["task"]["id"] == res.state.task_id == move.task_id
     assert saved["task"]["reattached"] >= 1
     direct = login(settings_of(info))
     try:
         assert lab_mod.LabControl(info).placement("web-01")["host"] == "esx-02.lab.local"
-        assert relocations(direct, "web-01") == [(m.task_id, "success")]  # one task, never a second
+        assert relocations(direct, "web-01") == [(res.state.task_id, "success")]  # one task, never a second
     finally:
         logout(direct)
 
 
-def test_lab_stopped_mid_move_gives_unknown_outcome_with_the_task_id(fresh_lab, tmp_path):
+def test_lab_stopped_mid_move_gives_unknown_outcome_with_the_task_id(fresh_lab, tmp_path, monkeypatch):
+    monkeypatch.setattr(relocation, "RECONNECT_S", 2.0)  # how long the engine waits for the vCenter to return
     info = fresh_lab()
     lab_mod.LabControl(info).set_migration_seconds("web-01", 5)
-    si = login(settings_of(info))
-    record = RunRecord(kind="migrate", run_dir=tmp_path)
-    m = Migration(si, settings_of(info), MigrationPlan(vm="web-01", target_host="esx-02.lab.local"),
-                  MoveOptions(ping="none", reconnect_s=2), record=record)
-    thread = start_move(m)
+    move = start_move(move_request(), settings_of(info), RunContext(reports_dir=tmp_path / "r"))
     time.sleep(0.5)
     assert lab_mod.stop(info.state_dir)
-    thread.join(30)
-    assert m.outcome == "UNKNOWN"
-    assert m.task_id in m.summary and "Monitor > Tasks" in m.summary
-    saved = json.loads((tmp_path / "record.json").read_text())
-    assert saved["outcome"] == "UNKNOWN" and saved["task"]["id"] == m.task_id
+    res = move.join(60)
+    assert res.outcome == "UNKNOWN" and res.exit_code == 5, res.summary
+    assert move.task_id in res.summary and "Monitor > Tasks" in res.summary
+    saved = on_disk(res)
+    assert saved["outcome"] == "UNKNOWN" and saved["task"]["id"] == move.task_id
     assert lab_mod.status(info.state_dir) is None  # the lab really is gone
 
 
-def test_target_host_disconnecting_during_the_move_fails_it_and_the_vm_stays(fresh_lab):
+def test_target_host_disconnecting_during_the_move_fails_it_and_the_vm_stays(fresh_lab, tmp_path):
     info = fresh_lab()
     control = lab_mod.LabControl(info)
     control.set_migration_seconds("web-01", 3)
     si = login(settings_of(info))
     try:
-        m = Migration(si, settings_of(info), MigrationPlan(vm="web-01", target_host="esx-02.lab.local"),
-                      MoveOptions(ping="none"))
-        thread = start_move(m)
+        move = start_move(move_request(), settings_of(info), RunContext(reports_dir=tmp_path / "r"))
         time.sleep(0.8)
         control.disconnect_host("esx-02.lab.local")
-        thread.join(30)
-        assert m.outcome == "FAILED"
-        assert "HostNotConnected" in m.summary and "esx-02.lab.local" in m.summary
+        res = move.join(30)
+        assert res.outcome == "FAILED" and res.exit_code == 1, res.summary
+        assert "HostNotConnected" in res.summary and "esx-02.lab.local" in res.summary
         assert control.placement("web-01")["host"] == "esx-01.lab.local"
-        assert relocations(si, "web-01") == [(m.task_id, "error")]
+        assert relocations(si, "web-01") == [(move.task_id, "error")]
+        assert on_disk(res)["task"]["fault"] == "HostNotConnected"
     finally:
         logout(si)
 
 
-def test_a_slow_vcenter_keeps_progress_moving_and_the_timeout_cancels(fresh_lab):
+def test_a_slow_vcenter_keeps_progress_moving_and_the_timeout_cancels(fresh_lab, tmp_path):
     info = fresh_lab()
     control = lab_mod.LabControl(info)
     control.set_migration_seconds("web-01", 8)
     si = login(settings_of(info))
+    marks: dict[str, float] = {}
+    seen: list[int] = []
+
+    def sink(event) -> None:
+        if isinstance(event, Step) and event.name == "submit":  # slow answers from here on, not in the checks
+            control.set_delay("WaitForUpdatesEx", 300)
+            control.set_delay("RetrievePropertiesEx", 300)
+        elif isinstance(event, Step) and event.name == "task" and event.state == "started":
+            marks["task"] = time.monotonic()
+        elif isinstance(event, TaskProgress):
+            seen.append(event.percent)
+        elif isinstance(event, RunFinished):
+            marks["end"] = time.monotonic()
+
     try:
-        m = Migration(si, settings_of(info), MigrationPlan(vm="web-01", target_host="esx-02.lab.local"),
-                      MoveOptions(ping="none", timeout_s=3.5))
-        m.prepare()
-        m.decide()
-        control.set_delay("WaitForUpdatesEx", 300)
-        control.set_delay("RetrievePropertiesEx", 300)
-        seen: list[int] = []
-        started = time.monotonic()
-        outcome = m.execute(on_progress=lambda pct, state: seen.append(pct))
-        elapsed = time.monotonic() - started
+        res = runbook.migrate(move_request(timeout_s=3.5), settings=settings_of(info), on_event=sink,
+                              context=RunContext(reports_dir=tmp_path / "r"))
         control.set_delay("WaitForUpdatesEx", 0)
         control.set_delay("RetrievePropertiesEx", 0)
-        assert outcome == "TIMED OUT", m.summary
+        assert res.outcome == "TIMED OUT" and res.exit_code == 3, res.summary
         assert len(set(seen)) >= 3, seen  # progress kept coming: 0, 10, 20, 30 ...
+        elapsed = marks["end"] - marks["task"]
         assert elapsed < 3.5 + 6, elapsed  # the timeout held (plus cancel and the final reads)
-        task = vim.Task(m.error.task_id, si._stub)
+        task = vim.Task(res.state.task_id, si._stub)
         assert type(task.info.error).__name__.endswith("RequestCanceled")
         assert control.placement("web-01")["host"] == "esx-01.lab.local"
+        assert on_disk(res)["task"]["id"] == res.state.task_id
     finally:
         logout(si)
 
@@ -140,12 +154,16 @@ def test_two_runs_moving_the_same_vm_at_once_the_second_refuses(fresh_lab, tmp_p
         out2, err2 = second.communicate(timeout=120)
         out1, err1 = first.communicate(timeout=120)
         assert second.returncode == 2, (out2, err2)
-        errors = [line for line in err2.splitlines() if line.startswith("runbook:")]
-        assert len(errors) == 1 and "already" in errors[0], err2
-        assert "Traceback" not in out2 + err2
+        assert "already" in out2 + err2 and "Traceback" not in out2 + err2, (out2, err2)
         assert first.returncode == 0, (out1, err1)
         assert lab_mod.LabControl(info).placement("web-01")["host"] == "esx-02.lab.local"
         assert len(relocations(si, "web-01")) == 1
+        records = [json.loads(p.read_text()) for p in sorted((tmp_path / "reports").glob("*/*/record.json"))]
+        by_target = {r["parameters"]["target_host"]: r for r in records}
+        assert by_target["esx-02.lab.local"]["outcome"] == "SUCCEEDED"
+        refused = by_target["esx-03.lab.local"]
+        assert refused["outcome"] in ("CHECKS FAILED", "REFUSED") and refused["exit_code"] == 2
+        assert not (refused.get("task") or {}).get("id")
     finally:
         logout(si)
 
@@ -155,8 +173,7 @@ def test_a_fault_injected_by_the_lab_gives_a_failed_record_with_vcenters_message
 
     info = fresh_lab()
     lab_mod.LabControl(info).inject_fault("web-01", "GenericVmConfigFault", "Failed to lock the file web-01.vmdk")
-    result = run_notebook("migrate", {"vm": "web-01", "target_host": "esx-02.lab.local", "ping": "none"},
-                          reports_dir=tmp_path / "reports")
+    result = run_notebook(move_request(), context=RunContext(reports_dir=tmp_path / "reports"))
     assert result.exit_code == 1
     data = json.loads((result.run_dir / "record.json").read_text())
     assert data["outcome"] == "FAILED"

@@ -152,3 +152,12 @@ def test_standalone_hosts_and_their_root_pools(tmp_path):
     edge = inv.vm("edge-01")
     assert edge["cluster"] is None and edge["resource_pool_moid"] == inv.pools[
         inv.pools["owner_moid"] == hosts.loc["esx-11.lab.local", "compute_resource_moid"]].iloc[0]["moid"]
+
+
+def test_vcenter_device_labels_and_datastore_moids_reach_the_tables(inv):
+    app = inv.vm("app-01")
+    assert [d["label"] for d in app["disks"]] == ["Hard disk 1", "Hard disk 2"]
+    assert [d["datastore"] for d in app["disks"]] == ["nfs-02", "nfs-01"]
+    assert [n["label"] for n in inv.vm("app-03")["nics"]] == ["Network adapter 1", "Network adapter 2"]
+    assert [c["label"] for c in inv.vm("iso-01")["cdroms"]] == ["CD/DVD drive 1"]
+    assert all(m.startswith("datastore-") and m[len("datastore-"):].isdigit() for m in inv.datastores["moid"])

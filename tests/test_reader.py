@@ -81,11 +81,48 @@ def scenario_lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[lab
     lab.stop(info.state_dir)
 
 
+def bulk_reads(si: vim.ServiceInstance) -> dict[str, int]:
+    """Every inventory object, every property of its type, by type through a ContainerView in the three ways
+    bulk readers use: RetrieveContents (legacy), RetrievePropertiesEx with paging, and a filter with
+    WaitForUpdatesEx. Returns how many objects of each type each read returned (they must agree)."""
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.ManagedEntity], True)
+    try:
+        kinds = {type(o) for o in view.view}
+        counts: dict[str, int] = {}
+        for kind in sorted(kinds, key=lambda k: k._wsdlName):
+            spec = PC.FilterSpec(
+                objectSet=[PC.ObjectSpec(obj=view, skip=True, selectSet=[
+                    PC.TraversalSpec(name="v", path="view", skip=False, type=vim.view.ContainerView)])],
+                propSet=[PC.PropertySpec(type=kind, pathSet=_props(si, kind))])
+            legacy = content.propertyCollector.RetrieveContents([spec])
+            paged, res = [], content.propertyCollector.RetrievePropertiesEx([spec], PC.RetrieveOptions(maxObjects=50))
+            while res:
+                paged.extend(res.objects)
+                res = content.propertyCollector.ContinueRetrievePropertiesEx(res.token) if res.token else None
+            collector = content.propertyCollector.CreatePropertyCollector()
+            try:
+                collector.CreateFilter(spec, partialUpdates=False)
+                update = collector.WaitForUpdatesEx("", PC.WaitOptions(maxWaitSeconds=0))
+                waited = [o for fs in update.filterSet for o in fs.objectSet]
+            finally:
+                collector.DestroyPropertyCollector()
+            for oc in legacy + paged:
+                assert not oc.missingSet, (kind._wsdlName, oc.obj, [m.path for m in oc.missingSet])
+            assert len(legacy) == len(paged) == len(waited) > 0, kind._wsdlName
+            counts[kind._wsdlName] = len(paged)
+        return counts
+    finally:
+        view.Destroy()
+
+
 def test_every_property_of_every_object_reads(scenario_lab: lab.LabInfo) -> None:
     si = SmartConnect(protocol="http", host=scenario_lab.host, port=scenario_lab.port,
                       user=scenario_lab.username, pwd=scenario_lab.password)
     try:
         seen = walk(si)
+        counts = bulk_reads(si)
+        assert counts["VirtualMachine"] == len([k for k in seen if k[0] == "VirtualMachine"])
         kinds = {k for k, _ in seen}
         # the walk reached what fact-gathering tools read: inventory, host managers, events, tasks
         assert {"VirtualMachine", "HostSystem", "Datastore", "ResourcePool", "Network", "HostVsanSystem",

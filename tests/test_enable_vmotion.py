@@ -197,7 +197,9 @@ def test_the_checks_remedy_is_a_valid_command():
     argv = shlex.split(ENABLE_VMOTION_COMMAND.format(host="esx-04.lab.local"))
     assert argv[0] == "runbook"
     args = _parser().parse_args(argv[1:])
-    assert (args.command, args.hosts, args.apply, args.vmk, args.disable) == (
+    request = build(args.command, {k: v for k, v in vars(args).items() if k in ("hosts", "apply", "vmk", "disable",
+                                                                                "cluster", "change_id")})
+    assert (request.kind, request.hosts, request.apply, request.vmk, request.disable) == (
         "enable-vmotion", ["esx-04.lab.local"], True, "", False)
 
 

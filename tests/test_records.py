@@ -89,10 +89,11 @@ def test_scrub_removes_secrets_in_use_and_session_cookies(monkeypatch: pytest.Mo
 
 
 def _record(tmp_path: Path, outcome: str, **values) -> dict:
-    run = record.start_run("migrate", {"vm": "web-01"}, change_id="CHG-U", reports_dir=tmp_path)
-    run.set(plan={"vm": "web-01", "source_host": "esx-01", "run_host": "esx-02", "vm_datastores": ["nfs-01"]},
-            move="web-01: host esx-01 -> esx-02", **values)
-    return run.finish(outcome, f"{outcome.lower()} at unit level").data
+    recorder = Recorder("migrate", {"vm": "web-01", "change_id": "CHG-U"},
+                        runbook.RunContext(reports_dir=tmp_path, report=False)).start()
+    recorder.set(plan={"vm": "web-01", "source_host": "esx-01", "run_host": "esx-02", "vm_datastores": ["nfs-01"]},
+                 move="web-01: host esx-01 -> esx-02", **values)
+    return recorder.finish(outcome, f"{outcome.lower()} at unit level")
 
 
 def test_record_only_report_has_banner_figures_sections_and_nothing_external(tmp_path: Path) -> None:

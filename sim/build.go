@@ -228,7 +228,7 @@ func (inv *inventory) addVM(ctx context.Context, v VMSpec) error {
 		return fmt.Errorf("vm %s: unknown datastore %q", v.Name, v.Datastore)
 	}
 	spec := types.VirtualMachineConfigSpec{
-		Name: v.Name, GuestId: v.GuestOS, NumCPUs: v.CPUs, MemoryMB: v.MemoryMB,
+		Name: vcenterName(v.Name), GuestId: v.GuestOS, NumCPUs: v.CPUs, MemoryMB: v.MemoryMB,
 		Files: &types.VirtualMachineFileInfo{VmPathName: fmt.Sprintf("[%s]", v.Datastore)},
 	}
 	var devices object.VirtualDeviceList
@@ -244,12 +244,12 @@ func (inv *inventory) addVM(ctx context.Context, v VMSpec) error {
 			return fmt.Errorf("vm %s: unknown datastore %q", v.Name, dsName)
 		}
 		// The simulator creates an empty file for each disk: its folder must exist.
-		if err := os.MkdirAll(filepath.Join(inv.dsDirs[dsName], v.Name), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Join(inv.dsDirs[dsName], vcenterName(v.Name)), 0o700); err != nil {
 			return err
 		}
-		file := fmt.Sprintf("[%s] %s/%s.vmdk", dsName, v.Name, v.Name)
+		file := fmt.Sprintf("[%s] %s/%s.vmdk", dsName, vcenterName(v.Name), vcenterName(v.Name))
 		if i > 0 {
-			file = fmt.Sprintf("[%s] %s/%s_%d.vmdk", dsName, v.Name, v.Name, i)
+			file = fmt.Sprintf("[%s] %s/%s_%d.vmdk", dsName, vcenterName(v.Name), vcenterName(v.Name), i)
 		}
 		disk := devices.CreateDisk(scsi.(types.BaseVirtualController), dsRef, file)
 		disk.CapacityInKB = int64(d.SizeGB * float64(gib) / 1024)

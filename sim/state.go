@@ -80,7 +80,7 @@ func findEntity(kind, key string) mo.Entity {
 		}
 	}
 	for _, e := range simulator.Map.All(kind) {
-		if e.Entity().Name == key {
+		if e.Entity().Name == key || e.Entity().Name == vcenterName(key) {
 			return e
 		}
 	}

@@ -45,6 +45,7 @@ test-fast: setup
 
 bench: setup
 	$(PY) bench/inventory.py
+	$(PY) bench/cli.py
 
 clean:
 	-$(RUNBOOK) lab stop

@@ -30,7 +30,8 @@ from runbook.engine.result import RunResult
 from runbook.errors import BadInput, OutcomeUnknown, RunbookError, TaskTimeout
 from runbook.records.recorder import Recorder
 from runbook.vsphere.connection import Settings, login, logout, settings_from_env
-from runbook.vsphere.inventory import Inventory, read_inventory
+from runbook.vsphere.inventory import Inventory
+from runbook.vsphere.scope import read_for_move
 from runbook.vsphere.task import LOST_CONNECTION, events as query_events, relogin_within, wait
 
 log = logging.getLogger("runbook")
@@ -108,8 +109,10 @@ class _Run:
 
     def _prepare(self) -> Recorder:
         self.emit(Step("resolve", "started", f"looking up {self.request.vm} on {self.settings.url}"))
-        if self.inventory is None:
-            self.inventory = read_inventory(self.si)
+        if self.inventory is None:  # only what this move involves: the cost does not grow with the vCenter
+            req = self.request
+            self.inventory = read_for_move(self.si, vm=req.vm, hosts=[req.target_host],
+                                           datastores=[req.target_datastore])
         resolved = resolve(self.inventory, self.request.plan())
         spec = build_relocate_spec(resolved, stub_morefs(self.si._stub))
         self.state = MoveState(resolved=resolved, spec=spec,

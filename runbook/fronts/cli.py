@@ -8,6 +8,7 @@ in this process, before any kernel starts; a run then goes through the papermill
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import textwrap
@@ -125,8 +126,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(request: Request, args: argparse.Namespace) -> int:
+    import threading
+
     from runbook.engine.context import RunContext
     from runbook.engine.events import RunFinished, printer
+    from runbook.engine.preflight import preflight
+
+    # The pipeline's imports (papermill, nbconvert: about a second) load while this process logs in and looks
+    # the request's names up; an unknown name is refused here, before any kernel starts.
+    loading = threading.Thread(target=_import_pipeline, name="runbook-imports", daemon=True)
+    loading.start()
+    preflight(request)
+    loading.join()
     from runbook.fronts.pipeline import run_notebook
 
     show = printer(print)
@@ -143,6 +154,12 @@ def _run(request: Request, args: argparse.Namespace) -> int:
     if result.exit_code and error.get("message") and not args.quiet:
         print(f"runbook: error: {error['message']}", file=sys.stderr)
     return result.exit_code
+
+
+def _import_pipeline() -> None:
+    with contextlib.suppress(Exception):  # an import error shows itself, with its cause, on the main thread
+        import runbook.fronts.pipeline  # noqa: F401
+        import papermill  # noqa: F401
 
 
 def _reports(args: argparse.Namespace) -> int:

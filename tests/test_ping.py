@@ -1,17 +1,21 @@
-"""Tests of runbook.ping and runbook.pingchart: outage arithmetic on plain data, real probing on loopback,
-a measured outage against a test host in a network namespace this file creates, the TCP fallback, and the
-chart.
+"""Tests of runbook.probes.ping and runbook.probes.pingchart: outage arithmetic on plain data (lost, late
+and silent), real probing on loopback, outages injected into a test host in a network namespace this file
+creates (packets dropped, held, delayed), the TCP fallback, and the chart.
 
 The namespace tests need root and ``ip netns``; they skip with the reason otherwise. They only ever probe
-10.199.7.2, the address this file gives its own test host.
+TEST_ADDR, the address this file gives its own test host (in 10.199.0.0/16, one /30 per test process). ``tc netem`` is not used: this project's CI
+kernels may be built without sch_netem (and without loadable modules), so the three failures are made with
+iproute2 alone and a small responder (see :class:`NetnsHost`).
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -30,7 +34,9 @@ from runbook.errors import BadInput, PingNotPermitted  # noqa: E402
 from runbook.probes.ping import ProbeMonitor, ProbeResult, outage_runs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-HOST_ADDR, TEST_ADDR = "10.199.7.1", "10.199.7.2"
+# A /30 of 10.199.0.0/16 of this process's own, so that two test runs on one machine never share one.
+_NET = os.getpid() % 16384 * 4
+HOST_ADDR, TEST_ADDR = (f"10.199.{_NET // 256}.{_NET % 256 + n}" for n in (1, 2))
 T0 = pd.Timestamp("2026-01-02 12:01:00", tz="UTC")
 
 
@@ -46,17 +52,22 @@ def test_outage_runs(lost, runs):
     assert [tuple(r) for r in outage_runs(lost)] == runs
 
 
-def _result(lost: list[bool], interval: float = 0.1, marks=()) -> ProbeResult:
-    """A ProbeResult built from a lost-flag list: probe i sent at T0 + i * interval, replies after 0.5 ms."""
-    sent = pd.Series([T0 + pd.Timedelta(seconds=i * interval) for i in range(len(lost))], dtype="datetime64[ns, UTC]")
-    lost_s = pd.Series(lost, dtype=bool)
-    timeline = pd.DataFrame({
-        "seq": range(len(lost)), "sent": sent,
-        "replied": (sent + pd.Timedelta(microseconds=500)).where(~lost_s),
-        "rtt_ms": pd.Series([0.5] * len(lost)).where(~lost_s), "lost": lost_s,
-    })
+def _timeline(rtts: list, interval: float = 0.1) -> pd.DataFrame:
+    """Probe i sent at T0 + i * interval and answered after rtts[i] ms (None: never answered)."""
+    sent = pd.Series([T0 + pd.Timedelta(seconds=i * interval) for i in range(len(rtts))],
+                     dtype="datetime64[ns, UTC]")
+    rtt = pd.Series([float("nan") if r is None else float(r) for r in rtts], dtype="float64")
+    lost = rtt.isna()
+    return pd.DataFrame({"seq": range(len(rtts)), "sent": sent,
+                         "replied": (sent + pd.to_timedelta(rtt.fillna(0), unit="ms")).where(~lost),
+                         "rtt_ms": rtt, "lost": lost})
+
+
+def _result(lost: list[bool], interval: float = 0.1, marks=(), rtts: list | None = None, **kwargs) -> ProbeResult:
+    """A ProbeResult from a lost-flag list (replies after 0.5 ms), or from ``rtts`` (ms, None: lost)."""
+    rtts = rtts if rtts is not None else [None if flag else 0.5 for flag in lost]
     return ProbeResult(target="vm1", address="192.0.2.5", method="icmp-raw", interval=interval, timeout=1.0,
-                       timeline=timeline, marks=list(marks))
+                       timeline=_timeline(rtts, interval), marks=list(marks), **kwargs)
 
 
 def test_summary_counts_outages_and_phases():
@@ -72,20 +83,103 @@ def test_summary_counts_outages_and_phases():
     r = _result(lost)
     s = r.summary(task_start=T0 + pd.Timedelta(seconds=2), task_end=T0 + pd.Timedelta(seconds=8))
     json.dumps(s, allow_nan=False)  # strictly JSON-serialisable
-    assert (s["probes_sent"], s["probes_received"], s["probes_lost"]) == (100, 89, 11)
+    assert (s["probes_sent"], s["probes_received"], s["probes_lost"], s["probes_late"]) == (100, 89, 11, 0)
     assert s["loss_pct"] == 11.0
     assert s["outages_count"] == 4
     assert s["longest_outage_ms"] == 500.0 and s["total_outage_ms"] == 1100.0
+    assert s["longest_outage_kind"] == "lost"
     assert [o["phase"] for o in s["outages"]] == ["before task", "during task", "during switch-over", "after task"]
     assert [o["probes_lost"] for o in s["outages"]] == [2, 3, 5, 1]
     first = s["outages"][0]
     assert pd.Timestamp(first["start"]) == T0 + pd.Timedelta(milliseconds=500)
     assert pd.Timestamp(first["end"]) == T0 + pd.Timedelta(milliseconds=700)
-    assert first["duration_ms"] == 200.0
-    assert s["rtt_median_ms"] == 0.5
+    assert first["duration_ms"] == 200.0 and first["silence_ms"] == 300.0 and first["kind"] == "lost"
+    assert s["rtt_median_ms"] == 0.5 and s["rtt_baseline_ms"] == 0.5
+    assert s["late_after_ms"] == 200.0  # 2 intervals: the round trip is far shorter
+    assert s["longest_silence_ms"] == 600.0  # replies 12:01:07.3 .. 12:01:07.9
+    assert [p["seq"] for p in s["lost_probes"]] == [5, 6, 30, 31, 32, 74, 75, 76, 77, 78, 95]
+    assert s["late_probes"] == []
     text = r.describe(task_start=T0 + pd.Timedelta(seconds=2), task_end=T0 + pd.Timedelta(seconds=8))
-    assert text == ("11 probes lost (1100 ms) of 100 in 4 outages, the longest 500 ms at 12:01:07.4 UTC, "
-                    "during switch-over")
+    assert text == ("500 ms without replies: 5 probes lost, at 12:01:07.4 UTC, during switch-over; "
+                    "4 outages, 1.1 s in all (100 probes: 0 late, 11 lost)")
+
+
+def test_held_probes_are_an_outage_not_a_high_round_trip():
+    """The case of issue 20: a 1 s link-down at 50 ms probes; the kernel held the echo requests and
+    delivered them when the link came back. Probe 20 never came back; 21..39 were answered at 12:01:02.0005."""
+    back = 2.0005  # seconds after T0
+    rtts = [0.5] * 142
+    rtts[20] = None
+    for i in range(21, 40):
+        rtts[i] = round((back - i * 0.05) * 1000, 3)
+    r = _result([], interval=0.05, rtts=rtts, marks=[("task_start", T0 + pd.Timedelta(seconds=0.5)),
+                                                       ("task_end", T0 + pd.Timedelta(seconds=5))])
+    s = r.summary()
+    assert s["late_after_ms"] == 100.0  # 2 intervals (the usual round trip is 0.5 ms)
+    # Probes 21..38 came back more than 100 ms after their send; 39 (50.5 ms) was in time.
+    assert (s["probes_lost"], s["probes_late"], s["probes_received"]) == (1, 18, 141)
+    assert [p["seq"] for p in s["late_probes"]] == list(range(21, 39))
+    assert s["late_probes"][0]["rtt_ms"] == 950.5 and s["late_probes"][-1]["rtt_ms"] == 100.5
+    # The silence: from the reply to probe 19 (0.9505 s) to the burst at 2.0005 s, less one interval.
+    assert s["longest_silence_ms"] == 1050.0
+    assert s["outages_count"] == 1 and s["longest_outage_ms"] == 1000.0
+    outage = s["outages"][0]
+    assert (outage["kind"], outage["probes_lost"], outage["probes_late"], outage["first_seq"],
+            outage["last_seq"]) == ("lost and late", 1, 18, 20, 38)
+    assert outage["rtt_max_ms"] == 950.5 and outage["phase"] == "during task"
+    assert s["longest_outage_kind"] == "lost and late" and s["total_outage_ms"] == 1000.0
+    assert r.describe() == ("1.00 s without replies: 18 probes answered late, 1 lost, at 12:01:01.00 UTC, "
+                            "during task (142 probes)")
+    # The old view is still there: one probe never answered, the round trips of the others.
+    assert s["probes_lost"] == 1 and s["rtt_max_ms"] == 950.5 and s["loss_pct"] == pytest.approx(0.704)
+
+
+def test_delayed_probes_are_an_outage():
+    """Replies to the probes sent in a 1 s window came 1 s late (netem-like delay), none lost."""
+    rtts = [0.4] * 60
+    for i in range(20, 30):  # 12:01:02.0 .. 12:01:02.9 at 100 ms
+        rtts[i] = 1000.0
+    s = _result([], rtts=rtts).summary()
+    assert (s["probes_lost"], s["probes_late"], s["outages_count"]) == (0, 10, 1)
+    # Replies: 19's at 1.9004 s, then 20's at 3.0 s (sent at 2.0 s, 1 s late): 1099.6 ms of silence.
+    assert s["longest_silence_ms"] == 1099.6
+    assert s["longest_outage_ms"] == 1000.0 and s["longest_outage_kind"] == "late"
+    assert _result([], rtts=rtts).describe().startswith("1.0 s without replies: 10 probes answered late, at ")
+
+
+def test_silence_without_a_failed_probe_is_no_outage():
+    """A gap in the sends (a starved probe thread) or a slow-but-in-time reply is no outage."""
+    tl = _timeline([0.5] * 40)
+    tl = tl.drop(index=range(10, 15)).reset_index(drop=True)  # no probe sent for 0.6 s
+    tl.loc[25, ["rtt_ms", "replied"]] = [150.0, tl.loc[25, "sent"] + pd.Timedelta(milliseconds=150)]
+    r = ProbeResult(target="vm1", address="192.0.2.5", method="icmp-raw", interval=0.1, timeout=1.0,
+                    timeline=tl, marks=[])
+    s = r.summary()
+    assert s["outages_count"] == 0 and s["longest_outage_ms"] == 0.0 and s["longest_outage_kind"] is None
+    assert s["longest_silence_ms"] == pytest.approx(600.0)
+    assert r.describe() == "no outage: all 35 probes answered within 200 ms"
+
+
+def test_late_threshold_follows_the_usual_round_trip_outside_the_task():
+    # A far target: 80 ms round trips at 20 ms probes, so a reply is late after 160 ms, not 40 ms.
+    rtts = [80.0] * 100
+    rtts[50] = 120.0  # slow but not late
+    for i in range(60, 65):
+        rtts[i] = 400.0  # late
+    marks = [("task_start", T0 + pd.Timedelta(seconds=0.5)), ("task_end", T0 + pd.Timedelta(seconds=1.5))]
+    r = _result([], interval=0.02, rtts=rtts, marks=marks)
+    s = r.summary()
+    assert s["rtt_baseline_ms"] == 80.0 and s["late_after_ms"] == 160.0
+    assert s["late_rule"] == "max(2 x interval, 2 x baseline RTT)"
+    assert s["probes_late"] == 5 and s["outages_count"] == 1 and s["outages"][0]["first_seq"] == 60
+    # Inside the task the round trips were 400 ms for a while; outside they were 80 ms: the baseline is
+    # taken outside, so a long slow spell in the task cannot raise the bar it is measured against.
+    slow = [80.0] * 40 + [400.0] * 60
+    s = _result([], interval=0.02, rtts=slow, marks=[("task_start", T0 + pd.Timedelta(seconds=0.79))]).summary()
+    assert s["rtt_baseline_ms"] == 80.0 and s["probes_late"] == 60
+    # A threshold given by the caller wins.
+    s = _result([], interval=0.02, rtts=rtts, marks=marks, late_after=0.1).summary()
+    assert s["late_after_ms"] == 100.0 and s["probes_late"] == 6 and s["late_rule"] == "given: 100 ms"
 
 
 def test_describe_one_outage_and_switchover_time_from_marks():
@@ -93,17 +187,21 @@ def test_describe_one_outage_and_switchover_time_from_marks():
     lost[70:73] = [True] * 3  # 12:01:07.0
     r = _result(lost, marks=[("task_start", T0), ("switchover", T0 + pd.Timedelta(seconds=7.5)),
                              ("task_end", T0 + pd.Timedelta(seconds=8.3))])
-    assert r.describe() == "3 probes lost (300 ms) of 84, one outage at 12:01:07.0 UTC, during switch-over"
+    assert r.describe() == "300 ms without replies: 3 probes lost, at 12:01:07.0 UTC, during switch-over (84 probes)"
     assert r.summary()["outages"][0]["phase"] == "during switch-over"
     # Without task times there is no phase, and the sentence says nothing about one.
-    assert _result(lost).describe() == "3 probes lost (300 ms) of 84, one outage at 12:01:07.0 UTC"
+    assert _result(lost).describe() == "300 ms without replies: 3 probes lost, at 12:01:07.0 UTC (84 probes)"
 
 
 def test_describe_no_loss_and_all_lost():
-    assert _result([False] * 84).describe() == "0 probes lost of 84"
+    assert _result([False] * 84).describe() == "no outage: all 84 probes answered within 200 ms"
     s = _result([True] * 10).summary()
     assert (s["probes_lost"], s["outages_count"], s["loss_pct"], s["rtt_median_ms"]) == (10, 1, 100.0, None)
+    assert s["longest_outage_ms"] == 1000.0 and s["rtt_baseline_ms"] is None and s["late_after_ms"] == 200.0
     json.dumps(s, allow_nan=False)
+    empty = ProbeResult(target="vm1", address="", method="none", interval=0.1, timeout=1.0,
+                        timeline=_timeline([]), marks=[])
+    assert empty.describe() == "no probe was sent" and empty.summary()["longest_silence_ms"] == 0.0
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [
@@ -113,6 +211,7 @@ def test_describe_no_loss_and_all_lost():
     ({"method": "tcp"}, "--ping-tcp-port"),
     ({"tcp_port": 70000}, "port"),
     ({"timeout": 0}, "timeout"),
+    ({"late_after": 0}, "late_after"),
 ])
 def test_bad_input(kwargs, words):
     with pytest.raises(BadInput, match=words):
@@ -153,7 +252,7 @@ def test_context_manager_tail_and_marks():
     r = mon.result
     assert r is not None and [n for n, _ in r.marks] == ["task_start", "task_end"]
     assert r.timeline["sent"].iloc[-1] > r.mark_time("task_end") + pd.Timedelta(seconds=0.2)
-    assert r.describe() == f"0 probes lost of {len(r.timeline)}"
+    assert r.describe() == f"no outage: all {len(r.timeline)} probes answered within 100 ms"
     assert mon.stop() is r  # stopping again gives the same result
 
 
@@ -164,6 +263,20 @@ def test_start_twice_and_stop_unstarted():
     assert mon.stop(0).error is None
     r = ProbeMonitor("127.0.0.1").stop(0)
     assert "never started" in r.error and len(r.timeline) == 0
+
+
+def test_reply_time_is_the_kernels_receive_stamp():
+    """A reply read late by a busy probe thread keeps the time the kernel received it (SO_TIMESTAMPNS)."""
+    now = time.monotonic_ns()
+    sent = now - 50_000_000
+
+    def stamp(wall_ns: int) -> list:
+        return [(socket.SOL_SOCKET, 35, struct.pack("qq", wall_ns // 10**9, wall_ns % 10**9))]
+
+    got = ProbeMonitor._arrival(stamp(time.time_ns() - 30_000_000), now, sent)  # received 30 ms ago
+    assert abs(now - got - 30_000_000) < 5_000_000
+    assert ProbeMonitor._arrival([], now, sent) == now  # no stamp: when it was read
+    assert ProbeMonitor._arrival(stamp(time.time_ns() - 10**10), now, sent) == sent  # a clock step: clamped
 
 
 # -- ICMP not permitted, TCP probes ------------------------------------------------------------------------
@@ -244,37 +357,153 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=10)
 
 
+# Answers ICMP echo requests in the test host's namespace (the kernel's own answering is switched off
+# there), each reply leaving ``delay`` seconds after its request came: what `tc netem delay` does on the
+# host's egress. A line "delay SECONDS" on stdin sets the delay for the requests that come from then on
+# (replies already waiting keep theirs, later ones may overtake them, as with netem); it answers "ok".
+RESPONDER = r"""
+import heapq, os, select, socket, struct, sys, time
+
+def checksum(data):
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data[:len(data) // 2 * 2]))
+    if len(data) % 2:
+        total += data[-1] << 8
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+delay, waiting, count, pending = 0.0, [], 0, b""
+print("ready", flush=True)
+while True:
+    wait = max(0.0, waiting[0][0] - time.monotonic()) if waiting else None
+    readable = select.select([sock, 0], [], [], wait)[0]
+    if sock in readable:
+        data, (source, _) = sock.recvfrom(4096)
+        icmp = data[(data[0] & 15) * 4:]
+        if icmp[:1] == b"\x08":
+            reply = b"\0\0\0\0" + icmp[4:]
+            reply = reply[:2] + struct.pack("!H", checksum(reply)) + reply[4:]
+            heapq.heappush(waiting, (time.monotonic() + delay, count, reply, source))
+            count += 1
+    if 0 in readable:
+        chunk = os.read(0, 4096)
+        if not chunk:
+            break
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            delay = float(line.split()[1])
+            print("ok", flush=True)
+    while waiting and waiting[0][0] <= time.monotonic():
+        _, _, reply, source = heapq.heappop(waiting)
+        sock.sendto(reply, (source, 0))
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """When an injected failure began and ended: wall-clock times before and after each command."""
+
+    began: tuple[float, float]
+    ended: tuple[float, float]
+
+    @property
+    def shortest(self) -> float:
+        return self.ended[0] - self.began[1]
+
+    @property
+    def longest(self) -> float:
+        return self.ended[1] - self.began[0]
+
+
+FAULTS = ("dropped", "held", "delayed")
+
+
 class NetnsHost:
-    """A network namespace holding 10.199.7.2 on one end of a veth pair whose other end, here, is 10.199.7.1."""
+    """A network namespace holding TEST_ADDR on one end of a veth pair whose other end, here, is HOST_ADDR.
+
+    It fails in the three ways a network fails a ping (:meth:`inject`):
+
+    * ``dropped``: a blackhole route for HOST_ADDR in the namespace; the test host's replies are thrown
+      away (what `tc netem loss 100%` or a drop rule does);
+    * ``held``: its link set down, then up. The neighbour entries are not static: while the link is down
+      our probes wait in this side's ARP queue and leave when it comes back, as in a real switch-over.
+      This side re-sends ARP every 10 ms (and keeps trying for 10 s) so that they leave within 10 ms of
+      the link's return; with Linux's default of 1 s the network itself would add up to a second to the
+      outage (true, and measured as such, but not the window the test injects);
+    * ``delayed``: the replies leave ``seconds`` after their request came, for ``seconds``: RESPONDER
+      answers instead of the kernel (`tc netem delay` is not in every kernel: not in this project's CI).
+    """
 
     def __init__(self):
         tag = f"{os.getpid() % 100000}"
         self.ns, self.here, self.there = f"rbping{tag}", f"rbp{tag}a", f"rbp{tag}b"
+        self.responder: subprocess.Popen | None = None
 
     def create(self) -> None:
         _ip("netns", "add", self.ns)
         _ip("link", "add", self.here, "type", "veth", "peer", "name", self.there, "netns", self.ns)
         _ip("addr", "add", f"{HOST_ADDR}/30", "dev", self.here)
-        _ip("link", "set", self.here, "up")
         self.run("ip", "addr", "add", f"{TEST_ADDR}/30", "dev", self.there)
+        neigh = Path("/proc/sys/net/ipv4/neigh", self.here)
+        (neigh / "retrans_time_ms").write_text("10")
+        (neigh / "mcast_solicit").write_text("1000")
+        _ip("link", "set", self.here, "up")
         self.run("ip", "link", "set", self.there, "up")
-        # Static neighbours on both sides, like a switched network whose ARP caches are warm: while the
-        # link is down frames are dropped, not held in an ARP queue and delivered late when it comes back.
-        mac_here = Path(f"/sys/class/net/{self.here}/address").read_text().strip()
-        mac_there = self.run("cat", f"/sys/class/net/{self.there}/address").stdout.strip()
-        _ip("neigh", "replace", TEST_ADDR, "lladdr", mac_there, "dev", self.here, "nud", "permanent")
-        self.run("ip", "neigh", "replace", HOST_ADDR, "lladdr", mac_here, "dev", self.there, "nud", "permanent")
 
     def run(self, *cmd: str) -> subprocess.CompletedProcess:
         return _ip("netns", "exec", self.ns, *cmd)
 
-    def link(self, state: str) -> tuple[float, float]:
-        """Set the test host's link up or down; return the wall-clock time before and after the command."""
+    def _timed(self, *cmd: str) -> tuple[float, float]:
         before = time.time()
-        self.run("ip", "link", "set", self.there, state)
+        self.run(*cmd)
         return before, time.time()
 
+    def link(self, state: str) -> tuple[float, float]:
+        """Set the test host's link up or down; return the wall-clock time before and after the command."""
+        return self._timed("ip", "link", "set", self.there, state)
+
+    def drop(self, on: bool) -> tuple[float, float]:
+        """Throw the test host's replies away (or stop doing so); the times before and after."""
+        return self._timed("ip", "route", "add" if on else "del", "blackhole", f"{HOST_ADDR}/32")
+
+    def start_responder(self) -> None:
+        """Let RESPONDER answer pings instead of the test host's kernel (for ``delayed``)."""
+        self.run("sh", "-c", "echo 1 > /proc/sys/net/ipv4/icmp_echo_ignore_all")
+        self.responder = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", RESPONDER],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.responder.stdout.readline().strip() == "ready"
+
+    def delay(self, seconds: float) -> tuple[float, float]:
+        """Delay the replies to the requests that come from now on; the times before and after."""
+        before = time.time()
+        self.responder.stdin.write(f"delay {seconds}\n")
+        self.responder.stdin.flush()
+        assert self.responder.stdout.readline().strip() == "ok"
+        return before, time.time()
+
+    def prepare(self, kind: str) -> None:
+        """What a failure needs before probing starts."""
+        if kind == "delayed":
+            self.start_responder()
+
+    def inject(self, kind: str, seconds: float) -> Window:
+        """Fail for ``seconds`` in the way ``kind`` says (one of FAULTS); return when it began and ended."""
+        start, end = {"dropped": (lambda: self.drop(True), lambda: self.drop(False)),
+                      "held": (lambda: self.link("down"), lambda: self.link("up")),
+                      "delayed": (lambda: self.delay(seconds), lambda: self.delay(0))}[kind]
+        began = start()
+        time.sleep(max(0.0, seconds - (time.time() - began[1])))
+        return Window(began, end())
+
     def destroy(self) -> None:
+        if self.responder is not None:
+            self.responder.stdin.close()
+            try:
+                self.responder.wait(5)
+            except subprocess.TimeoutExpired:
+                self.responder.kill()
+                self.responder.wait(5)
         _ip("netns", "del", self.ns, check=False)  # takes the veth pair with it
         _ip("link", "del", self.here, check=False)
 
@@ -296,22 +525,54 @@ def test_host():
     host.destroy()
 
 
+def assert_measured(r: ProbeResult, window: Window, interval: float, kind: str, **times) -> dict:
+    """The record says one outage, within 2 intervals of the injected window (its length and where it
+    lies), of the kind injected, and nothing failed outside it. Returns the summary."""
+    s = r.summary(**times)
+    tol = 2 * interval
+    assert r.error is None, r.error
+    found = [(o["start"], o["duration_ms"], o["kind"], o["probes_lost"], o["probes_late"]) for o in s["outages"]]
+    assert s["outages_count"] == 1, (found, window)
+    outage, measured = s["outages"][0], s["longest_outage_ms"] / 1000
+    assert window.shortest - tol <= measured <= window.longest + tol, (measured, window, found)
+    start, end = pd.Timestamp(outage["start"]).timestamp(), pd.Timestamp(outage["end"]).timestamp()
+    assert window.began[0] - tol <= start and end <= window.ended[1] + tol, (start, end, window)
+    probes = r.probes(times.get("task_start"), times.get("task_end"))
+    failed = probes.loc[probes["state"] != "ok", "sent"].map(lambda t: t.timestamp())
+    assert failed.min() >= window.began[0] - tol and failed.max() <= window.ended[1] + tol, (failed, window)
+    slots = window.shortest / interval
+    if kind == "dropped":
+        assert outage["kind"] == "lost" and outage["probes_lost"] >= slots - 2, found
+    elif kind == "held":
+        assert outage["probes_late"] >= slots - 3 and outage["probes_lost"] <= 2, found
+    else:
+        assert outage["kind"] == "late" and outage["probes_late"] >= slots - 2, found
+    assert "without replies" in r.describe(**times)
+    return s
+
+
 @pytest.mark.parametrize("interval", [0.1, 0.02])
-def test_measures_an_injected_outage(test_host, interval):
+@pytest.mark.parametrize("kind", FAULTS)
+def test_measures_an_injected_outage(test_host, kind, interval):
+    test_host.prepare(kind)
     mon = ProbeMonitor(TEST_ADDR, interval).start()
-    time.sleep(1.5)
-    down = test_host.link("down")
     time.sleep(1.0)
-    up = test_host.link("up")
+    window = test_host.inject(kind, 1.0)
     time.sleep(1.5)
     r = mon.stop(tail=0)
-    s = r.summary()
-    assert r.error is None and s["outages_count"] == 1, s
-    window_ms = ((up[0] + up[1]) / 2 - (down[0] + down[1]) / 2) * 1000
-    assert abs(s["longest_outage_ms"] - window_ms) <= 2 * interval * 1000, (s, window_ms)
-    lost_at = r.timeline.loc[r.timeline["lost"], "sent"].map(lambda t: t.timestamp())
-    assert lost_at.min() >= down[0] - interval and lost_at.max() <= up[1] + interval, (lost_at, down, up)
-    assert s["probes_sent"] == pytest.approx(4.0 / interval, rel=0.1)
+    assert_measured(r, window, interval, kind)
+    assert len(r.timeline) == pytest.approx(3.5 / interval, rel=0.1)
+
+
+def test_a_reply_after_its_timeout_is_late_not_lost(test_host):
+    mon = ProbeMonitor(TEST_ADDR, 0.1, timeout=0.3).start()
+    time.sleep(0.5)
+    window = test_host.inject("held", 1.0)
+    time.sleep(1.0)
+    r = mon.stop(tail=0)
+    s = assert_measured(r, window, 0.1, "held")
+    assert s["late_replies"] >= 5 and s["probes_lost"] <= 2, s  # held past the 300 ms timeout, yet answered
+    assert s["timeout_ms"] == 300.0 and s["late_after_ms"] == 200.0
 
 
 @pytest.mark.parametrize("interval", [0.1, 0.02])
@@ -319,7 +580,8 @@ def test_no_outage_no_loss(test_host, interval):
     mon = ProbeMonitor(TEST_ADDR, interval).start()
     time.sleep(2.0)
     r = mon.stop(tail=0)
-    assert r.error is None and r.summary()["probes_lost"] == 0
+    s = r.summary()
+    assert r.error is None and (s["probes_lost"], s["probes_late"], s["outages_count"]) == (0, 0, 0), s
     assert len(r.timeline) == pytest.approx(2.0 / interval, rel=0.1)
 
 
@@ -352,25 +614,27 @@ def test_unprivileged_user_gets_ping_not_permitted(test_host):
         from runbook.errors import PingNotPermitted
         from runbook.probes.ping import ProbeMonitor
         try:
-            ProbeMonitor("10.199.7.1", 0.1).start().stop(0)
+            ProbeMonitor(sys.argv[1], 0.1).start().stop(0)
         except PingNotPermitted as exc:
             print(exc)
             sys.exit(3)
     """)
-    done = subprocess.run([*as_nobody, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*as_nobody, "-c", script, HOST_ADDR], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode == 3, done.stderr
     assert "--ping-tcp-port PORT" in done.stdout and "not permitted" in done.stdout
     # Once the range covers nobody's group, the unprivileged ICMP datagram socket is used instead.
     test_host.run("sh", "-c", "echo '65534 65534' > /proc/sys/net/ipv4/ping_group_range")
     script = textwrap.dedent("""
-        import time
+        import sys, time
         from runbook.probes.ping import ProbeMonitor
-        mon = ProbeMonitor("10.199.7.1", 0.02).start()
+        mon = ProbeMonitor(sys.argv[1], 0.02).start()
         time.sleep(0.5)
         r = mon.stop(0)
         print(r.method, len(r.timeline), int(r.timeline["lost"].sum()), r.error)
     """)
-    done = subprocess.run([*as_nobody, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([*as_nobody, "-c", script, HOST_ADDR], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
     method, sent, lost, error = done.stdout.split()
     assert (method, lost, error) == ("icmp-dgram", "0", "None") and int(sent) >= 20, done.stderr
 
@@ -394,3 +658,27 @@ def test_plot_renders_png_with_loss_span():
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     assert buf.getvalue().startswith(b"\x89PNG") and len(buf.getvalue()) > 5000
+
+
+def test_plot_marks_late_replies_and_spans_the_outage_over_lost_and_late_probes():
+    import matplotlib.dates as mdates
+    from matplotlib.colors import to_rgba
+
+    rtts = [0.5] * 142  # the held probes of issue 20 (see test_held_probes_are_an_outage_not_a_high_round_trip)
+    rtts[20] = None
+    for i in range(21, 40):
+        rtts[i] = round((2.0005 - i * 0.05) * 1000, 3)
+    r = _result([], interval=0.05, rtts=rtts)
+    ax = r.plot().axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    late, lost = lines["answered late (RTT ms)"], lines["lost (no reply)"]
+    assert list(late.get_ydata()) == rtts[21:39] and len(lost.get_xdata()) == 1
+    in_time = pd.Series(lines["answered in time (RTT ms)"].get_ydata())
+    assert in_time[20:39].isna().all() and in_time[39] == 50.5  # the line breaks over the outage
+    assert "late after 100 ms" in lines
+    (span,) = [p for p in ax.patches if to_rgba(p.get_facecolor())[:3] == to_rgba("red")[:3]]
+    x0, x1 = span.get_x(), span.get_x() + span.get_width()
+    first, last = (mdates.date2num((T0 + pd.Timedelta(seconds=i * 0.05)).tz_convert(None)) for i in (20, 38))
+    assert x0 == pytest.approx(first, abs=1e-9) and x1 > last  # over the lost probe and every late one
+    assert ax.get_title(loc="left").endswith("1.00 s without replies: 18 probes answered late, 1 lost, at 12:01:01.00 UTC "
+                                   "(142 probes)")

@@ -1,4 +1,4 @@
-"""Probe loss measurement during a migration: ping the VM on a fixed schedule and count what was lost.
+"""Probing a VM during a migration: ping it on a fixed schedule and record when each reply came.
 
 :class:`ProbeMonitor` sends an ICMP echo (or, where ICMP is not allowed, a TCP connect) every
 ``interval`` seconds from a daemon thread, on a schedule fixed to the monotonic clock, and matches
@@ -7,14 +7,14 @@ returns a :class:`ProbeResult`: the per-probe timeline, a JSON-ready summary of 
 sentence for the operator. Nothing here raises into the migration once probing has started: errors
 inside the probe thread end up in ``ProbeResult.error``.
 
-Definitions:
+What is recorded per probe: its send time and, if one came, its reply's arrival time (for ICMP the
+kernel's receive timestamp, so a busy machine waking the probe thread late does not make a reply late).
+A reply counts whenever it comes while the monitor listens; the monitor listens at least ``timeout``
+after each send (default ``max(1 s, 2 intervals)``), so a probe is **lost** only when nothing came back
+at all. For TCP, a completed connect *or* a refused one (RST) is a reply: the host answered.
 
-* A probe is **lost** when no reply arrives within ``timeout`` seconds of its send (default
-  ``max(1 s, interval)``: a reply later than a second is no use to an application, and a probe must get at
-  least its own slot). For TCP, a completed connect *or* a refused one (RST) is a reply: the host answered.
-* An **outage** is a run of consecutive lost probes. Its duration is ``probes_lost * interval``, so the
-  resolution is one interval; it starts at the send time of its first lost probe and ends one interval
-  after the send of its last one. Phases and the rest of the reporting are in :mod:`runbook.pingchart`.
+Whether a reply was late, and what counts as an outage (probes lost *or* answered late, and the silence
+between replies), is defined in :mod:`runbook.probes.pingchart`, where the summary and chart are made.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import os
 import selectors
 import socket
 import struct
+import sys
 import threading
 import time
 from array import array
@@ -37,11 +38,12 @@ import pandas as pd
 
 from runbook.errors import BadInput, PingNotPermitted
 from runbook.probes.pingchart import (
-    SWITCHOVER, TASK_END, TASK_START, OutageRun, ProbeResult, _utc, outage_runs, plot_probes
+    LATE_INTERVALS, LATE_RTT_FACTOR, SWITCHOVER, TASK_END, TASK_START, OutageRun, ProbeResult, _utc, outage_runs,
+    plot_probes
 )
 
 __all__ = ["ProbeMonitor", "ProbeResult", "OutageRun", "outage_runs", "plot_probes", "MIN_INTERVAL",
-           "MAX_INTERVAL", "TASK_START", "TASK_END", "SWITCHOVER"]
+           "MAX_INTERVAL", "TASK_START", "TASK_END", "SWITCHOVER", "LATE_INTERVALS", "LATE_RTT_FACTOR"]
 
 log = logging.getLogger("runbook")
 
@@ -50,6 +52,9 @@ MAX_INTERVAL = 10.0
 
 SocketFactory = Callable[[int, int, int], socket.socket]
 _MAGIC = b"rbpm"
+# Linux's SO_TIMESTAMPNS (asm-generic; the cmsg type is the same number): receive times from the kernel.
+_SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
+_CMSG_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
 _TRANSIENT = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.ECONNREFUSED,
               errno.ENOBUFS, errno.EAGAIN, errno.EPERM, errno.EACCES, errno.EMSGSIZE}
 
@@ -77,10 +82,13 @@ class ProbeMonitor:
 
     ``method``: "auto" (ICMP echo if this process may send it, else a TCP connect to ``tcp_port``),
     "icmp" or "tcp". ICMP uses a raw socket when privileged, else an unprivileged ICMP datagram socket
-    (Linux, when ``net.ipv4.ping_group_range`` covers the process's group). ``timeout`` is how long a
-    probe may wait for its reply before it counts as lost (default ``max(1 s, interval)``). ``tail`` is
-    how long :meth:`stop` (and leaving a ``with`` block) keeps probing before it stops.
-    ``socket_factory`` replaces :func:`socket.socket` (for tests and unusual platforms).
+    (Linux, when ``net.ipv4.ping_group_range`` covers the process's group). ``timeout`` is how long the
+    monitor listens at least for a probe's reply (default ``max(1 s, 2 intervals)``); with no reply by
+    the time probing ends the probe is lost. ``late_after`` (seconds) fixes when a reply counts as late
+    (part of an outage); by default it is ``max(LATE_INTERVALS intervals, LATE_RTT_FACTOR x the usual
+    round trip)``, see :mod:`runbook.probes.pingchart`. ``tail`` is how long :meth:`stop` (and leaving a
+    ``with`` block) keeps probing before it stops. ``socket_factory`` replaces :func:`socket.socket`
+    (for tests and unusual platforms).
 
     Use it around the task::
 
@@ -91,7 +99,7 @@ class ProbeMonitor:
 
     def __init__(self, target: str, interval: float = 0.1, *, tcp_port: int | None = None,
                  method: str = "auto", timeout: float | None = None, tail: float = 5.0,
-                 socket_factory: SocketFactory = socket.socket):
+                 late_after: float | None = None, socket_factory: SocketFactory = socket.socket):
         if not isinstance(target, str) or not target.strip():
             raise BadInput("the ping target must be a host name or IP address")
         if not MIN_INTERVAL <= float(interval) <= MAX_INTERVAL:
@@ -107,9 +115,12 @@ class ProbeMonitor:
             raise BadInput(f"ping timeout {timeout!r} s is out of range: give 0.001 to 60 seconds")
         if tail < 0:
             raise BadInput(f"ping tail {tail!r} s is negative")
+        if late_after is not None and not 0.001 <= float(late_after) <= 60:
+            raise BadInput(f"ping late_after {late_after!r} s is out of range: give 0.001 to 60 seconds")
         self.target, self.interval, self.tcp_port, self.method = target.strip(), float(interval), tcp_port, method
-        self.timeout = float(timeout) if timeout is not None else max(1.0, self.interval)
+        self.timeout = float(timeout) if timeout is not None else max(1.0, 2 * self.interval)
         self.tail = float(tail)
+        self.late_after = float(late_after) if late_after is not None else None
         self.result: ProbeResult | None = None
         self._factory = socket_factory
         self._marks: list[tuple[str, pd.Timestamp]] = []
@@ -118,6 +129,7 @@ class ProbeMonitor:
         self._lock = threading.Lock()
         self._error: str | None = None
         self._late = self._send_errors = self._skipped = 0
+        self._stamped = False  # ICMP replies carry the kernel's receive time
         # Per-probe records, by seq: monotonic send and reply times in ns (-1: no reply).
         self._sent_ns, self._reply_ns = array("q"), array("q")
         self._used = ""
@@ -216,6 +228,13 @@ class ProbeMonitor:
         except OSError:
             sock, kind = self._factory(self._family, socket.SOCK_DGRAM, proto), "icmp-dgram"
         sock.setblocking(False)
+        self._stamped = False
+        if _SO_TIMESTAMPNS is not None and _CMSG_SPACE:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self._stamped = True
+            except OSError:  # no kernel timestamps: the reply's time is when the thread reads it
+                pass
         return sock, kind
 
     # -- probe thread ----------------------------------------------------------------------------------
@@ -301,7 +320,10 @@ class ProbeMonitor:
         reply_type = 0 if self._family == socket.AF_INET else 129
         while True:
             try:
-                data = self._sock.recv(2048)
+                if self._stamped:
+                    data, ancillary, _, _ = self._sock.recvmsg(2048, _CMSG_SPACE)
+                else:
+                    data, ancillary = self._sock.recv(2048), []
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # an ICMP error queued on the socket (unreachable ...)
@@ -314,11 +336,23 @@ class ProbeMonitor:
             if len(data) < 24 or data[0] != reply_type or data[8:16] != self._token:
                 continue
             seq = struct.unpack("!Q", data[16:24])[0]
-            if seq in pending:
-                del pending[seq]
-                self._reply_ns[seq] = now
-            elif seq < len(self._reply_ns) and self._reply_ns[seq] < 0:
-                self._late += 1
+            if seq >= len(self._reply_ns) or self._reply_ns[seq] >= 0:
+                continue  # not ours, or a duplicate
+            arrived = self._arrival(ancillary, now, self._sent_ns[seq])
+            if pending.pop(seq, None) is None:
+                self._late += 1  # after its timeout: counted apart, and still an answer
+            self._reply_ns[seq] = arrived
+
+    @staticmethod
+    def _arrival(ancillary: list, now: int, sent: int) -> int:
+        """The reply's arrival on the monotonic clock: the kernel's receive timestamp (wall clock) moved
+        to the monotonic clock, kept between the send and now; ``now`` without a timestamp."""
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= 16:
+                secs, nanos = struct.unpack("qq", payload[:16])
+                stamp = secs * 1_000_000_000 + nanos - (time.time_ns() - time.monotonic_ns())
+                return min(now, max(sent, stamp))
+        return now
 
     def _tcp_done(self, seq: int, sel: selectors.BaseSelector, tcp: dict[int, socket.socket],
                   pending: dict[int, int]) -> None:
@@ -357,4 +391,4 @@ class ProbeMonitor:
         return ProbeResult(target=self.target, address=getattr(self, "_address", ""), method=self._used or "none",
                            interval=self.interval, timeout=self.timeout, timeline=timeline, marks=marks,
                            error=error, late_replies=self._late, send_errors=self._send_errors,
-                           skipped_slots=self._skipped)
+                           skipped_slots=self._skipped, late_after=self.late_after)

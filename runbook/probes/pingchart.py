@@ -1,14 +1,26 @@
 """The outcome of a ping run: per-probe timeline, outages, a summary dict, a sentence and a chart.
 
-:class:`ProbeResult` is what :meth:`runbook.ping.ProbeMonitor.stop` returns; it holds plain data only,
-so it can also be rebuilt from a saved timeline. The outage arithmetic is the pure :func:`outage_runs`.
+:class:`ProbeResult` is what :meth:`runbook.probes.ping.ProbeMonitor.stop` returns; it holds plain data
+only, so it can also be rebuilt from a saved timeline. An outage is the time the VM did not answer,
+whether the network dropped the probes or held them (an ARP queue, a switch buffer, a guest stunned during
+the last copy answers late, not never). Definitions (docs/record.md, section ``ping``, says the same for
+readers of the record):
 
-Definitions:
-
-* A probe is **lost** when no reply came within the monitor's ``timeout`` of its send.
-* An **outage** is a run of consecutive lost probes. Its duration is ``probes_lost * interval`` (the
-  resolution is one interval); it starts at the send time of its first lost probe and ends one interval
-  after the send of its last one.
+* A probe is **lost** when no reply came while the monitor listened (at least its ``timeout``), **late**
+  when its reply came more than ``late_after`` after its send (its RTT is kept), else **answered in time**.
+* ``late_after`` is ``max(LATE_INTERVALS * interval, LATE_RTT_FACTOR * baseline RTT)`` unless given. The
+  baseline is the median RTT of the replies to probes sent outside the vCenter task (before it started,
+  after it ended) when there are at least ``BASELINE_MIN`` of them, else of all replies. It is not the
+  socket timeout: a probe held 900 ms in an ARP queue is part of an outage.
+* A **silence** is the time between two consecutive replies received (by arrival time, late ones
+  included), from the first probe's send to one interval after the last one's. With nothing wrong it
+  is about one interval.
+* An **outage** is a run of consecutive probes lost or late. It starts at the send of its first probe
+  and lasts ``max(probes * interval, silence - interval)``, where the silence is the longest one
+  overlapping the run (from its first probe's send to one interval after its last one's). Sampling adds
+  one interval to a silence on average (the VM may stop answering just after one probe and come back
+  just before another), hence the subtraction; a silence with no probe lost or late in it (a starved
+  probe thread, jitter) is no outage.
 * An outage's **phase** is "during switch-over" when it overlaps the second either side of the
   ``switchover`` time (or, without one, the last second before ``task_end``); else "before task",
   "during task" or "after task" by its midpoint; None when no task time is known.
@@ -18,35 +30,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["ProbeResult", "OutageRun", "outage_runs", "plot_probes"]
+__all__ = ["ProbeResult", "OutageRun", "outage_runs", "plot_probes", "LATE_INTERVALS", "LATE_RTT_FACTOR",
+           "BASELINE_MIN"]
 
 SWITCHOVER_WINDOW = 1.0  # seconds either side of the switch-over (or before task_end) counted as "during switch-over"
+LATE_INTERVALS = 2.0  # a reply later than this many intervals is late ...
+LATE_RTT_FACTOR = 2.0  # ... or, if larger, this many times the baseline (median) round trip
+BASELINE_MIN = 5  # replies outside the task needed for their median to be the baseline
+LISTED_PROBES = 1000  # lost and late probes listed one by one in the summary (the first ones)
 # Conventional mark names; summary() reads them when no times are passed.
 TASK_START, TASK_END, SWITCHOVER = "task_start", "task_end", "switchover"
 
 
 class OutageRun(NamedTuple):
-    """A run of consecutive lost probes: index of its first probe and how many were lost."""
+    """A run of consecutive probes that failed: index of its first probe and how many."""
 
     first: int
     count: int
 
 
-def outage_runs(lost: Sequence[bool]) -> list[OutageRun]:
-    """Return the runs of consecutive ``True`` values in ``lost`` (the outages), in order."""
-    runs: list[OutageRun] = []
-    first = None
-    for i, flag in enumerate(lost):
-        if flag and first is None:
-            first = i
-        elif not flag and first is not None:
-            runs.append(OutageRun(first, i - first))
-            first = None
-    if first is not None:
-        runs.append(OutageRun(first, len(lost) - first))
-    return runs
+def outage_runs(failed: Sequence[bool]) -> list[OutageRun]:
+    """Return the runs of consecutive ``True`` values in ``failed`` (the outages), in order."""
+    flags = np.asarray(failed, dtype=bool)
+    if not flags.size:
+        return []
+    edges = np.diff(np.concatenate(([0], flags.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [OutageRun(int(a), int(b - a)) for a, b in zip(starts, ends)]
 
 
 def _utc(when: Any) -> pd.Timestamp | None:
@@ -57,19 +70,37 @@ def _utc(when: Any) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def _ns(series: pd.Series) -> np.ndarray:
+    """UTC times as int64 nanoseconds since the epoch (NaT as the minimum int64)."""
+    return pd.DatetimeIndex(series).as_unit("ns").asi8
+
+
+def _ms(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 3)
+
+
+def _duration_words(ms: float, interval: float) -> str:
+    """``300 ms`` below a second, else seconds to the resolution of the interval (``1.0 s``, ``1.05 s``)."""
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{ms / 1000:.{1 if interval >= 0.1 else 2}f} s"
+
 
 class ProbeResult:
     """What a :class:`ProbeMonitor` saw: the per-probe ``timeline`` and the marks, with summaries.
 
     ``timeline`` columns: ``seq`` (int), ``sent`` (UTC Timestamp), ``replied`` (UTC or NaT),
-    ``rtt_ms`` (float, NaN when lost), ``lost`` (bool).
+    ``rtt_ms`` (float, NaN when lost), ``lost`` (bool: no reply at all). Whether a reply was late depends
+    on ``late_after`` (see the module): :meth:`probes` adds it. ``late_after`` (seconds) fixes the
+    threshold instead of the rule; ``late_replies`` counts replies that came after ``timeout``.
     """
 
     def __init__(self, *, target: str, address: str, method: str, interval: float, timeout: float,
                  timeline: pd.DataFrame, marks: list[tuple[str, pd.Timestamp]], error: str | None = None,
-                 late_replies: int = 0, send_errors: int = 0, skipped_slots: int = 0):
+                 late_replies: int = 0, send_errors: int = 0, skipped_slots: int = 0,
+                 late_after: float | None = None):
         self.target, self.address, self.method = target, address, method
-        self.interval, self.timeout = interval, timeout
+        self.interval, self.timeout, self.late_after = interval, timeout, late_after
         self.timeline, self.marks, self.error = timeline, marks, error
         self.late_replies, self.send_errors, self.skipped_slots = late_replies, send_errors, skipped_slots
 
@@ -86,6 +117,54 @@ class ProbeResult:
         given = {TASK_START: task_start, TASK_END: task_end, SWITCHOVER: switchover}
         return tuple(self.mark_time(name) if when is None else _utc(when) for name, when in given.items())
 
+    # -- classification --------------------------------------------------------------------------------
+    def rtt_baseline_ms(self, task_start: Any = None, task_end: Any = None) -> float | None:
+        """The usual round trip: the median RTT of replies to probes sent outside the task (at least
+        ``BASELINE_MIN`` of them), else of all replies; None without replies."""
+        task_start, task_end, _ = self._task_times(task_start, task_end, None)
+        tl = self.timeline
+        rtt = tl["rtt_ms"]
+        if task_start is not None or task_end is not None:
+            outside = pd.Series(True, index=tl.index)
+            if task_start is not None and task_end is not None:
+                outside = (tl["sent"] < task_start) | (tl["sent"] > task_end)
+            elif task_start is not None:
+                outside = tl["sent"] < task_start
+            else:
+                outside = tl["sent"] > task_end
+            if rtt[outside].notna().sum() >= BASELINE_MIN:
+                rtt = rtt[outside]
+        rtt = rtt.dropna()
+        return float(rtt.median()) if len(rtt) else None
+
+    def late_after_s(self, task_start: Any = None, task_end: Any = None) -> float:
+        """Seconds after its send a reply is late: ``late_after`` if given, else the module's rule."""
+        if self.late_after is not None:
+            return float(self.late_after)
+        baseline = self.rtt_baseline_ms(task_start, task_end)
+        return max(LATE_INTERVALS * self.interval, LATE_RTT_FACTOR * (baseline or 0.0) / 1000)
+
+    def probes(self, task_start: Any = None, task_end: Any = None) -> pd.DataFrame:
+        """The timeline with ``late`` (answered after ``late_after``) and ``state`` (ok, late, lost)."""
+        limit_ms = self.late_after_s(task_start, task_end) * 1000
+        tl = self.timeline.copy()
+        tl["late"] = (tl["rtt_ms"] > limit_ms).fillna(False).astype(bool)
+        tl["state"] = np.where(tl["lost"], "lost", np.where(tl["late"], "late", "ok"))
+        return tl
+
+    def _silences(self) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end (ns) of every silence: between consecutive replies received, bounded by the first
+        send and one interval after the last send (or the last reply, if later)."""
+        tl = self.timeline
+        if not len(tl):
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        sent = _ns(tl["sent"])
+        replies = np.sort(_ns(tl.loc[~tl["lost"] & tl["replied"].notna(), "replied"]))
+        end = max(int(sent[-1]) + round(self.interval * 1e9), int(replies[-1]) if len(replies) else 0)
+        points = np.concatenate(([sent[0]], replies, [end]))
+        return points[:-1], points[1:]
+
+    # -- outages ---------------------------------------------------------------------------------------
     def _phase(self, start: pd.Timestamp, end: pd.Timestamp, task_start: Any, task_end: Any,
                switchover: Any) -> str | None:
         """Which part of the migration an outage falls in; None when no task time is known."""
@@ -105,86 +184,119 @@ class ProbeResult:
         return "during task"
 
     def outages(self, task_start: Any = None, task_end: Any = None, switchover: Any = None) -> list[dict]:
-        """The outages as JSON-ready dicts: start, end (ISO UTC), duration_ms, probes_lost, phase."""
+        """The outages as JSON-ready dicts: ``start``, ``end`` (ISO UTC), ``duration_ms``, ``probes_lost``,
+        ``probes_late``, ``kind`` (lost, late, lost and late), ``silence_ms``, ``rtt_max_ms`` (of its late
+        probes), ``first_seq``, ``last_seq``, ``phase``."""
         task_start, task_end, switchover = self._task_times(task_start, task_end, switchover)
-        sent, step = self.timeline["sent"], pd.Timedelta(seconds=self.interval)
+        tl = self.probes(task_start, task_end)
+        sent, step = _ns(tl["sent"]), round(self.interval * 1e9)
+        gap_start, gap_end = self._silences()
         found = []
-        for run in outage_runs(self.timeline["lost"].tolist()):
-            start, end = sent.iloc[run.first], sent.iloc[run.first + run.count - 1] + step
+        for run in outage_runs((tl["lost"] | tl["late"]).to_numpy()):
+            rows = tl.iloc[run.first:run.first + run.count]
+            first, last = int(sent[run.first]), int(sent[run.first + run.count - 1]) + step
+            overlapping = (gap_start < last) & (gap_end > first)
+            silence = int((gap_end - gap_start)[overlapping].max()) if overlapping.any() else 0
+            duration_ns = max(run.count * step, silence - step)
+            start, end = pd.Timestamp(first, unit="ns", tz="UTC"), pd.Timestamp(first + duration_ns, unit="ns", tz="UTC")
+            lost, late = int(rows["lost"].sum()), int(rows["late"].sum())
             found.append({
-                "start": start.isoformat(), "end": end.isoformat(),
-                "duration_ms": round(run.count * self.interval * 1000, 3), "probes_lost": run.count,
-                "first_seq": int(self.timeline["seq"].iloc[run.first]),
+                "start": start.isoformat(), "end": end.isoformat(), "duration_ms": round(duration_ns / 1e6, 3),
+                "probes_lost": lost, "probes_late": late,
+                "kind": "lost and late" if lost and late else "lost" if lost else "late",
+                "silence_ms": round(silence / 1e6, 3),
+                "rtt_max_ms": _ms(rows.loc[rows["late"], "rtt_ms"].max()) if late else None,
+                "first_seq": int(rows["seq"].iloc[0]), "last_seq": int(rows["seq"].iloc[-1]),
                 "phase": self._phase(start, end, task_start, task_end, switchover),
             })
         return found
 
     def summary(self, task_start: Any = None, task_end: Any = None, switchover: Any = None) -> dict:
-        """Counts, loss and outages as a JSON-serialisable dict (no NaN: missing values are None).
+        """Counts, outages and round trips as a JSON-serialisable dict (no NaN: missing values are None).
 
         Task times default to the marks named ``task_start``, ``task_end`` and ``switchover``.
         """
+        task_start, task_end, switchover = self._task_times(task_start, task_end, switchover)
         outages = self.outages(task_start, task_end, switchover)
-        sent, lost = len(self.timeline), int(self.timeline["lost"].sum())
-        rtt = self.timeline["rtt_ms"].dropna()
-        durations = [o["duration_ms"] for o in outages]
-
-        def ms(value: float) -> float | None:
-            return None if pd.isna(value) else round(float(value), 3)
-
+        tl = self.probes(task_start, task_end)
+        sent, lost, late = len(tl), int(tl["lost"].sum()), int(tl["late"].sum())
+        rtt = tl["rtt_ms"].dropna()
+        longest = max(outages, key=lambda o: o["duration_ms"], default=None)
+        gap_start, gap_end = self._silences()
+        late_rows, lost_rows = tl[tl["late"]].head(LISTED_PROBES), tl[tl["lost"]].head(LISTED_PROBES)
         return {
             "target": self.target, "address": self.address, "method": self.method,
             "interval_ms": round(self.interval * 1000, 3), "timeout_ms": round(self.timeout * 1000, 3),
-            "first_sent": self.timeline["sent"].iloc[0].isoformat() if sent else None,
-            "last_sent": self.timeline["sent"].iloc[-1].isoformat() if sent else None,
-            "probes_sent": sent, "probes_received": sent - lost, "probes_lost": lost,
+            "late_after_ms": round(self.late_after_s(task_start, task_end) * 1000, 3),
+            "late_rule": (f"given: {self.late_after * 1000:g} ms" if self.late_after is not None else
+                          f"max({LATE_INTERVALS:g} x interval, {LATE_RTT_FACTOR:g} x baseline RTT)"),
+            "rtt_baseline_ms": _ms(self.rtt_baseline_ms(task_start, task_end)),
+            "first_sent": tl["sent"].iloc[0].isoformat() if sent else None,
+            "last_sent": tl["sent"].iloc[-1].isoformat() if sent else None,
+            "probes_sent": sent, "probes_received": sent - lost, "probes_lost": lost, "probes_late": late,
             "loss_pct": round(100.0 * lost / sent, 3) if sent else 0.0,
-            "outages_count": len(outages), "longest_outage_ms": max(durations, default=0.0),
-            "total_outage_ms": round(sum(durations), 3),
-            "rtt_min_ms": ms(rtt.min()), "rtt_median_ms": ms(rtt.median()),
-            "rtt_p95_ms": ms(rtt.quantile(0.95)) if len(rtt) else None, "rtt_max_ms": ms(rtt.max()),
+            "outages_count": len(outages), "longest_outage_ms": longest["duration_ms"] if longest else 0.0,
+            "longest_outage_kind": longest["kind"] if longest else None,
+            "total_outage_ms": round(float(sum(o["duration_ms"] for o in outages)), 3),
+            "longest_silence_ms": round(float((gap_end - gap_start).max()) / 1e6, 3) if sent else 0.0,
+            "rtt_min_ms": _ms(rtt.min()), "rtt_median_ms": _ms(rtt.median()),
+            "rtt_p95_ms": _ms(rtt.quantile(0.95)) if len(rtt) else None, "rtt_max_ms": _ms(rtt.max()),
             "late_replies": self.late_replies, "send_errors": self.send_errors,
             "skipped_slots": self.skipped_slots, "error": self.error,
             "marks": [{"name": n, "time": t.isoformat()} for n, t in self.marks],
             "outages": outages,
+            "late_probes": [{"seq": int(r.seq), "sent": r.sent.isoformat(), "rtt_ms": _ms(r.rtt_ms)}
+                            for r in late_rows.itertuples()],
+            "lost_probes": [{"seq": int(r.seq), "sent": r.sent.isoformat()} for r in lost_rows.itertuples()],
         }
 
     def describe(self, task_start: Any = None, task_end: Any = None, switchover: Any = None) -> str:
-        """One sentence for the operator, e.g. "3 probes lost (300 ms) of 84, one outage at 12:01:07.4 UTC,
-        during switch-over"."""
+        """One sentence for the operator, e.g. "1.0 s without replies: 19 probes answered late, 1 lost,
+        at 12:01:07.4 UTC, during switch-over (142 probes)"."""
         s = self.summary(task_start, task_end, switchover)
-        digits = 1 if self.interval >= 0.1 else 2
-        text = f"{s['probes_lost']} probe{'s' if s['probes_lost'] != 1 else ''} lost"
-        if s["probes_lost"]:
-            text += f" ({s['total_outage_ms']:g} ms)"
-        text += f" of {s['probes_sent']}"
-        if s["outages"]:
+        sent = s["probes_sent"]
+        if not sent:
+            text = "no probe was sent"
+        elif not s["outages"]:
+            text = f"no outage: all {sent} probes answered within {s['late_after_ms']:g} ms"
+        else:
             longest = max(s["outages"], key=lambda o: o["duration_ms"])
+            digits = 1 if self.interval >= 0.1 else 2
             at = pd.Timestamp(longest["start"]).strftime("%H:%M:%S.%f")[:9 + digits]
-            if len(s["outages"]) == 1:
-                text += f", one outage at {at} UTC"
-            else:
-                text += f" in {len(s['outages'])} outages, the longest {longest['duration_ms']:g} ms at {at} UTC"
+            text = (f"{_duration_words(longest['duration_ms'], self.interval)} without replies: "
+                    f"{self._counts(longest['probes_late'], longest['probes_lost'])}, at {at} UTC")
             if longest["phase"]:
                 text += f", {longest['phase']}"
+            if len(s["outages"]) == 1:
+                text += f" ({sent} probes)"
+            else:
+                text += (f"; {len(s['outages'])} outages, {_duration_words(s['total_outage_ms'], self.interval)}"
+                         f" in all ({sent} probes: {s['probes_late']} late, {s['probes_lost']} lost)")
         if self.error:
             text += f" (probing stopped early: {self.error})"
         return text
 
+    @staticmethod
+    def _counts(late: int, lost: int) -> str:
+        """``19 probes answered late, 1 lost``, ``3 probes lost``, ``1 probe answered late``."""
+        first, rest = (late, "answered late") if late else (lost, "lost")
+        text = f"{first} probe{'s' if first != 1 else ''} {rest}"
+        return text + f", {lost} lost" if late and lost else text
+
     def plot(self, ax: Any = None, task_start: Any = None, task_end: Any = None, switchover: Any = None,
              events: Sequence[tuple[Any, str]] | None = None) -> Any:
-        """RTT over time with losses shaded red and the task window marked; returns the matplotlib Figure.
-
-        See :func:`plot_probes`.
-        """
+        """RTT over time, late replies and lost probes marked, outages shaded red, the task window marked;
+        returns the matplotlib Figure. See :func:`plot_probes`."""
         return plot_probes(self, ax=ax, task_start=task_start, task_end=task_end, switchover=switchover,
                            events=events)
 
 
 def plot_probes(result: ProbeResult, ax: Any = None, task_start: Any = None, task_end: Any = None,
                 switchover: Any = None, events: Sequence[tuple[Any, str]] | None = None) -> Any:
-    """Draw RTT (ms) over UTC time, each outage as a red span, the task window shaded and events as
-    labelled vertical lines; return the Figure.
+    """Draw RTT (ms) over UTC send time: replies in time as a line, late replies as orange triangles at
+    their RTT, lost probes as red crosses on the axis, each outage as a red span over its lost and late
+    probes, the late threshold dotted, the task window shaded and events as labelled vertical lines;
+    return the Figure.
 
     Uses the object API (no pyplot state, no ``show``), so it works under Agg, in notebooks and in
     reports. ``events`` defaults to the result's marks; task times default to the marks too.
@@ -197,14 +309,24 @@ def plot_probes(result: ProbeResult, ax: Any = None, task_start: Any = None, tas
         ax = fig.add_subplot()
     fig = ax.figure
     task_start, task_end, switchover = result._task_times(task_start, task_end, switchover)
-    tl = result.timeline
+    tl = result.probes(task_start, task_end)
     to_x = lambda t: mdates.date2num(_utc(t).tz_convert(None).to_datetime64())  # noqa: E731
-    # Lost probes are NaN, so the line breaks across each outage instead of bridging it.
-    ax.plot([to_x(t) for t in tl["sent"]], tl["rtt_ms"], ".-", color="tab:blue", lw=0.8, ms=2.5,
-            label="round trip (ms)")
+    x = np.array([to_x(t) for t in tl["sent"]])
+    # Late and lost probes are NaN on the line, so it breaks across an outage instead of bridging it.
+    ax.plot(x, tl["rtt_ms"].where(~tl["late"]), ".-", color="tab:blue", lw=0.8, ms=2.5,
+            label="answered in time (RTT ms)")
+    late, lost = tl["late"].to_numpy(), tl["lost"].to_numpy()
+    if late.any():
+        ax.plot(x[late], tl["rtt_ms"][late], "v", color="tab:orange", ms=4, ls="none",
+                label="answered late (RTT ms)")
+    if lost.any():
+        ax.plot(x[lost], np.zeros(int(lost.sum())), "x", color="red", ms=4, ls="none", clip_on=False,
+                label="lost (no reply)")
+    limit = result.late_after_s(task_start, task_end) * 1000
+    ax.axhline(limit, color="tab:orange", lw=0.8, ls=":", label=f"late after {limit:g} ms")
     for n, outage in enumerate(result.outages(task_start, task_end, switchover)):
-        ax.axvspan(to_x(outage["start"]), to_x(outage["end"]), color="red", alpha=0.35, lw=0,
-                   label="probes lost" if n == 0 else None)
+        ax.axvspan(to_x(outage["start"]), to_x(outage["end"]), color="red", alpha=0.25, lw=0,
+                   label="outage (no reply in time)" if n == 0 else None)
     if task_start is not None and task_end is not None:
         ax.axvspan(to_x(task_start), to_x(task_end), color="tab:gray", alpha=0.12, lw=0, label="vCenter task")
     marks = [(when, name) for name, when in result.marks] if events is None else list(events)
@@ -212,9 +334,9 @@ def plot_probes(result: ProbeResult, ax: Any = None, task_start: Any = None, tas
         if extra is not None and not any(_utc(w) == extra for w, _ in marks):
             marks.append((extra, name))
     for when, label in marks:
-        x = to_x(when)
-        ax.axvline(x, color="tab:green", lw=1, ls="--")
-        ax.annotate(str(label), (x, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
+        at = to_x(when)
+        ax.axvline(at, color="tab:green", lw=1, ls="--")
+        ax.annotate(str(label), (at, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
                     textcoords="offset points", rotation=90, va="top", ha="left", fontsize=8)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz="UTC"))
     ax.set_xlabel("time (UTC)")

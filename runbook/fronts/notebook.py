@@ -58,13 +58,26 @@ def gib(n: float | int | None) -> float | None:
     return None if n is None or pd.isna(n) else round(float(n) / 2**30, 1)
 
 
+#: Columns that hold names of vCenter objects: shown as people wrote them (``a%2fb`` is ``a/b``).
+NAME_COLUMNS = frozenset({"name", "vm", "host", "cluster", "datacenter", "datastore", "port_group", "hosts",
+                          "datastores", "networks", "port_groups", "vms"})
+
+
 def readable(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
-    """A table for people: lists joined with commas, bytes in GiB."""
+    """A table for people: names as people wrote them, lists joined with commas, bytes in GiB."""
+    from runbook.vsphere.find import display_name
+
+    def shown(v: Any) -> Any:
+        return display_name(v) if isinstance(v, str) else v
+
     out = df[columns].copy() if columns else df.copy()
     for col in out.columns:
         if col.endswith("_bytes"):
             out[col.replace("_bytes", "_gib")] = out.pop(col).map(gib)
-        elif out[col].map(lambda v: isinstance(v, (list, tuple))).any():
+            continue
+        if col in NAME_COLUMNS:
+            out[col] = out[col].map(lambda v: [shown(x) for x in v] if isinstance(v, (list, tuple)) else shown(v))
+        if out[col].map(lambda v: isinstance(v, (list, tuple))).any():
             out[col] = out[col].map(lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
     return out
 
@@ -73,11 +86,13 @@ _STATUS_COLOURS = {"pass": "#d8f0dc", "warn": "#fff1c2", "fail": "#f8d4d1", "ski
 
 
 def styled_checks(df: pd.DataFrame) -> Any:
-    """The checks table coloured by status (plain HTML: it survives the static report)."""
+    """The checks table coloured by status (plain HTML: it survives the static report). Every cell is
+    HTML-escaped: what a check found quotes names from the vCenter, which may hold markup."""
     def colour(row: pd.Series) -> list[str]:
         return [f"background-color: {_STATUS_COLOURS.get(row['status'], '#fff')}"] * len(row)
 
-    return (df.style.apply(colour, axis=1).hide(axis="index")
+    return (df.style.format(escape="html").format_index(escape="html", axis=1)
+            .apply(colour, axis=1).hide(axis="index")
             .set_properties(**{"text-align": "left", "vertical-align": "top"})
             .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}]))
 

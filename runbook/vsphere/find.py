@@ -2,14 +2,35 @@
 
 Never "first match": zero matches raise :class:`NotFound` with the closest names, two or more raise
 :class:`Ambiguous` listing the candidates with their moids.
+
+Names as vCenter keeps them: ``ManagedEntity.name`` returns ``/``, ``\\`` and ``%`` escaped as ``%2f``,
+``%5c`` and ``%25``. :func:`display_name` gives the name as people wrote it (for pages and messages),
+:func:`vcenter_name` the form vCenter returns; a look-up accepts either form.
 """
 from __future__ import annotations
 
 import difflib
+import re
 
 import pandas as pd
 
 from runbook.errors import Ambiguous, BadInput, NotFound
+
+_ESCAPED = re.compile(r"%(2f|5c|25)", re.I)
+_UNESCAPE = {"2f": "/", "5c": "\\", "25": "%"}
+_TO_ESCAPE = re.compile(r"%(?!(?:2f|5c|25))|[/\\]", re.I)
+
+
+def display_name(name: str) -> str:
+    """A name as vCenter returns it, shown as people wrote it: ``a%2fb`` is ``a/b``."""
+    return _ESCAPED.sub(lambda m: _UNESCAPE[m.group(1).lower()], name) if "%" in name else name
+
+
+def vcenter_name(name: str) -> str:
+    """A name as ``ManagedEntity.name`` returns it: ``/``, ``\\`` and ``%`` escaped as ``%2f``, ``%5c`` and
+    ``%25``, except a ``%`` that already starts one of these sequences (as vCenter does)."""
+    escaped = _TO_ESCAPE.sub(lambda m: {"%": "%25", "/": "%2f", "\\": "%5c"}[m.group(0)], name)
+    return _ESCAPED.sub(lambda m: "%" + m.group(1).lower(), escaped)
 
 
 def find_row(table: pd.DataFrame, key: str, kind: str) -> pd.Series:
@@ -24,6 +45,9 @@ def find_row(table: pd.DataFrame, key: str, kind: str) -> pd.Series:
     if len(by_moid) == 1:
         return by_moid.iloc[0]
     matches = table[table["name"] == key]
+    if matches.empty:  # either form: "a/b" finds vCenter's "a%2fb", and "a%2fb" finds a table of display names
+        wanted = display_name(vcenter_name(key))
+        matches = table[table["name"].astype(str).map(lambda n: display_name(n) == wanted)]
     if len(matches) == 1:
         return matches.iloc[0]
     if len(matches) > 1:

@@ -166,6 +166,8 @@ def _reports(args: argparse.Namespace) -> int:
     from runbook.records.report import list_runs
 
     runs = list_runs(args.reports)
+    for path, why in runs.attrs.get("skipped", []):  # one line each; a bad file never fails the listing
+        print(f"runbook: skipped {path}: {why}", file=sys.stderr)
     if runs.empty:
         print("no runs yet")
         return 0

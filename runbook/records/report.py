@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import html
 import io
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
+
+import logging
 
 from runbook._imports import skip_iri_grammar
 
@@ -23,9 +27,12 @@ import pandas as pd  # noqa: E402
 
 from runbook.records import record as rec
 from runbook.records.record import scrub
+from runbook.vsphere.find import display_name
 
 __all__ = ["write_html", "write_index", "list_runs", "key_figures", "record_notebook", "external_references",
            "scrub"]
+
+log = logging.getLogger("runbook")
 
 _BANNER_CLASS = {"SUCCEEDED": "rb-ok", "NO CHANGE": "rb-ok", "DRY RUN": "rb-info",
                  "CHECKS FAILED": "rb-fail", "FAILED": "rb-fail", "TIMED OUT": "rb-fail",
@@ -67,11 +74,11 @@ def _figures_from_record(data: dict[str, Any]) -> list[tuple[str, str]]:
     params = data.get("parameters") or {}
     if data.get("kind") not in ("migrate", "check"):
         return [("Run", f"{data.get('kind')} {data.get('run_id')}")]
-    stores = ", ".join(plan.get("vm_datastores") or [])
-    figures = [("VM", str(plan.get("vm") or params.get("vm") or "-")),
-               ("From", f"{plan.get('source_host') or '-'} / {stores or '-'}"),
-               ("To", f"{plan.get('run_host') or params.get('target_host') or '-'} / "
-                      f"{plan.get('target_datastore') or params.get('target_datastore') or stores or '-'}")]
+    stores = ", ".join(_name(s) for s in plan.get("vm_datastores") or [])
+    figures = [("VM", _name(plan.get("vm") or params.get("vm") or "-")),
+               ("From", f"{_name(plan.get('source_host') or '-')} / {stores or '-'}"),
+               ("To", f"{_name(plan.get('run_host') or params.get('target_host') or '-')} / "
+                      f"{_name(plan.get('target_datastore') or params.get('target_datastore')) or stores or '-'}")]
     if data.get("kind") == "migrate":
         duration = task.get("duration_s")
         figures.append(("Duration", f"{duration:.1f} s" if isinstance(duration, (int, float)) else "-"))
@@ -81,6 +88,11 @@ def _figures_from_record(data: dict[str, Any]) -> list[tuple[str, str]]:
         else:
             figures.append(("Probes lost", ping.get("note") or "not measured"))
     return figures
+
+
+def _name(value: Any) -> str:
+    """A vCenter name as people wrote it (``a%2fb`` is ``a/b``); the page escapes it as any text."""
+    return display_name(str(value)) if value else ""
 
 
 # -- the notebook as a report ---------------------------------------------------------------------------
@@ -167,16 +179,35 @@ def _placement_rows(before: dict[str, Any] | None, after: dict[str, Any] | None)
              "changed": (b.get(k) != a.get(k)) if after else ""} for k in dict.fromkeys([*b, *a])]
 
 
+_MARKDOWN_SPECIAL = re.compile(r"""([!-/:-@\[-`{-~])""")
+
+
+def _markdown_text(text: str) -> str:
+    """Text that markdown shows as itself: every ASCII punctuation character backslash-escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def _text_output(text: str) -> nbformat.NotebookNode:
+    """A paragraph of text (escaped: shown as written, never read as HTML)."""
+    return nbformat.v4.new_output("display_data", data={"text/html": f"<p>{html.escape(text)}</p>",
+                                                        "text/plain": text})
+
+
 def record_notebook(data: dict[str, Any], ping_chart: Any = None) -> nbformat.NotebookNode:
     """The report's sections built from the record alone (plan, checks, before/after, task and events,
     ping): for runs without an executed notebook, such as the widgets. ``ping_chart`` is a matplotlib
     Figure or PNG bytes to show in the ping section."""
     md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
-    cells = [md(f"# {str(data.get('kind') or 'run').capitalize()} run {data.get('run_id')}\n\n"
+    # Markdown gets only the runbook's own words: values from the record (names from the vCenter, the
+    # operator's text) go into outputs as escaped text, never into markdown, which would pass HTML through.
+    cells = [md(f"# {_markdown_text(str(data.get('kind') or 'run').capitalize())} run "
+                f"{_markdown_text(str(data.get('run_id') or ''))}\n\n"
                 f"Built from the change record (`record.json`): this run has no executed notebook.")]
 
     def section(title: str, *outputs: nbformat.NotebookNode, text: str = "") -> None:
-        cells.append(md(f"## {title}" + (f"\n\n{text}" if text else "")))
+        cells.append(md(f"## {title}"))
+        if text:
+            outputs = (_text_output(text), *outputs)
         if outputs:
             cells.append(code("", outputs=list(outputs)))
 
@@ -276,47 +307,91 @@ _COLUMNS = ["started", "change_id", "kind", "vm", "move", "outcome", "probes_los
 
 
 def list_runs(reports_dir: Path | None = None) -> pd.DataFrame:
-    """Every run under ``reports/`` (one row per ``record.json``), newest first."""
+    """Every run under ``reports/`` (one row per ``record.json``), newest first.
+
+    A record that cannot be read (not JSON, or JSON of another shape) is skipped; the skipped files are in
+    ``df.attrs["skipped"]`` as ``(path, reason)``, for the caller to say (one line each). One bad file
+    never stops the listing of the others.
+    """
     reports_dir = Path(reports_dir or rec.default_reports_dir())
-    rows = []
+    rows, skipped = [], []
     for path in sorted(reports_dir.glob("*/*/record.json")):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict):
-            continue
-        ping = data.get("ping") or {}
-        rows.append({
-            "started": data.get("started") or "", "change_id": data.get("change_id") or "",
-            "kind": data.get("kind") or "",
-            "vm": (data.get("plan") or {}).get("vm") or (data.get("parameters") or {}).get("vm") or "",
-            "move": data.get("move") or "", "outcome": data.get("outcome") or "UNKNOWN",
-            "probes_lost": ping.get("probes_lost"), "longest_outage_ms": ping.get("longest_outage_ms"),
-            "duration_s": _duration(data), "report": (path.parent.relative_to(reports_dir) / "report.html").as_posix(),
-        })
+            rows.append(_run_row(path, reports_dir))
+        except _Unreadable as exc:
+            skipped.append((path, str(exc)))
     df = pd.DataFrame(rows, columns=_COLUMNS)
     df["probes_lost"] = df["probes_lost"].astype("Int64")
-    return df.sort_values(["started", "report"], ascending=False, ignore_index=True)
+    df = df.sort_values(["started", "report"], ascending=False, ignore_index=True)
+    df.attrs["skipped"] = skipped
+    return df
+
+
+class _Unreadable(Exception):
+    """A record.json that is not a record: why, in a few words."""
+
+
+def _run_row(path: Path, reports_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _Unreadable(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _Unreadable(f"not JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise _Unreadable(f"not a change record (a JSON {type(data).__name__}, not an object)")
+    for key in ("kind", "outcome", "started"):
+        if not isinstance(data.get(key), str):
+            raise _Unreadable(f"not a change record ({key!r} is missing or not text)")
+    ping, plan, params = (_mapping(data.get(k)) for k in ("ping", "plan", "parameters"))
+    return {
+        "started": data["started"], "change_id": _text(data.get("change_id")), "kind": data["kind"],
+        "vm": _name(_text(plan.get("vm")) or _text(params.get("vm"))), "move": _text(data.get("move")),
+        "outcome": data["outcome"] or "UNKNOWN", "probes_lost": _number(ping.get("probes_lost"), int),
+        "longest_outage_ms": _number(ping.get("longest_outage_ms")), "duration_s": _duration(data),
+        "report": (path.parent.relative_to(reports_dir) / "report.html").as_posix(),
+    }
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _number(value: Any, kind: type = float) -> Any:
+    """A finite number of the record, or None (a record of another shape may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    if not math.isfinite(number):
+        return None
+    if kind is int:
+        return int(number) if number.is_integer() else None
+    return number
 
 
 def _duration(data: dict[str, Any]) -> float | None:
     """The move's duration (the vCenter task) when there was one, else the run's."""
-    task = data.get("task") or {}
-    if isinstance(task.get("duration_s"), (int, float)):
-        return round(float(task["duration_s"]), 1)
-    if isinstance(data.get("duration_s"), (int, float)):
-        return round(float(data["duration_s"]), 1)
+    for seconds in (_number(_mapping(data.get("task")).get("duration_s")), _number(data.get("duration_s"))):
+        if seconds is not None:
+            return round(seconds, 1)
     try:
         start = dt.datetime.fromisoformat(str(data["started"]).replace("Z", "+00:00"))
         end = dt.datetime.fromisoformat(str(data["ended"]).replace("Z", "+00:00"))
         return round((end - start).total_seconds(), 1)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
 
 def write_index(reports_dir: Path | None = None) -> Path:
-    """Regenerate ``reports/index.html`` (atomically): a plain page, no scripts, listing every run."""
+    """Regenerate ``reports/index.html`` (atomically): a plain page, no scripts, listing every run; a
+    record that cannot be read is named at the end of the page and in one warning line."""
     import jinja2
 
     reports_dir = Path(reports_dir or rec.default_reports_dir())
@@ -326,8 +401,13 @@ def write_index(reports_dir: Path | None = None) -> Path:
              "outcome": r.outcome, "css": _BANNER_CLASS.get(str(r.outcome), "rb-warn"),
              "probes_lost": "" if pd.isna(r.probes_lost) else int(r.probes_lost),
              "duration": "" if r.duration_s is None or pd.isna(r.duration_s) else f"{r.duration_s:g} s",
-             "report": r.report} for r in runs.itertuples()]
-    page = env.get_template("reports_index.html.j2").render(runs=rows, generated=rec.iso(rec.utcnow()))
+             "report": "./" + r.report}  # "./": a directory named "javascript:..." stays a relative path
+            for r in runs.itertuples()]
+    skipped = [f"{path.relative_to(reports_dir).as_posix()}: {why}" for path, why in runs.attrs.get("skipped", [])]
+    for line in skipped:
+        log.warning("the reports index skips %s", line)
+    page = env.get_template("reports_index.html.j2").render(runs=rows, skipped=skipped,
+                                                            generated=rec.iso(rec.utcnow()))
     target = reports_dir / "index.html"
     rec.write_atomic(target, scrub(page))
     return target

@@ -110,3 +110,47 @@ def test_connect_always_logs_out(lab, use_lab):
         assert sessions.currentSession is not None
     with pytest.raises(vim.fault.NotAuthenticated):
         sessions.currentSession.userName  # the session is gone after the block
+
+
+def test_credentials_in_govc_url_are_percent_decoded_as_govc_does():
+    s = settings_from_env({"GOVC_URL": "administrator%40vsphere.local:pa%24s%3A%40@vc.example.com"})
+    assert (s.username, s.password) == ("administrator@vsphere.local", "pa$s:@")
+    s = settings_from_env({"GOVC_URL": "https://u%25x:p%2541@vc.example.com/sdk"})
+    assert (s.username, s.password) == ("u%x", "p%41")  # decoded once, as govc does
+
+
+def test_an_encoded_user_in_govc_url_logs_in(tls_lab):
+    """vcsim prints GOVC_URL with the user percent-encoded; the runbook logs in with it as govc does."""
+    from urllib.parse import quote
+
+    url = (f"https://{quote(tls_lab.username, safe='')}:{quote(tls_lab.password, safe='')}"
+           f"@127.0.0.1:{tls_lab.port}/sdk")
+    assert "%40" in url
+    settings = settings_from_env({"GOVC_URL": url, "GOVC_TLS_CA_CERTS": str(tls_lab.ca_file)})
+    with runbook.connect(settings) as si:
+        assert si.content.sessionManager.currentSession.userName == tls_lab.username
+
+
+def test_plain_http_to_an_https_port_says_use_https(tls_lab):
+    settings = Settings(host="127.0.0.1", port=tls_lab.port, scheme="http", username=tls_lab.username,
+                        password=tls_lab.password, timeout=5)
+    with pytest.raises(ConnectionFailed, match=r"this port speaks HTTPS: use https://") as err:
+        runbook.login(settings)
+    assert err.value.exit_code == 4 and tls_lab.password not in str(err.value)
+
+
+def test_a_password_file_others_can_read_is_warned_about_once(tmp_path, caplog):
+    f = tmp_path / "pw"
+    f.write_text("from-file\n")
+    env = {"GOVC_URL": "vc", "GOVC_USERNAME": "u", "RUNBOOK_PASSWORD_FILE": str(f)}
+    f.chmod(0o600)
+    with caplog.at_level("WARNING", logger="runbook"):
+        settings_from_env(env)
+    assert not caplog.records
+    f.chmod(0o644)
+    with caplog.at_level("WARNING", logger="runbook"):
+        assert settings_from_env(env).password == "from-file"
+        settings_from_env(env)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "can be read by everyone" in warnings[0] and "chmod 600" in warnings[0]
+    assert "from-file" not in warnings[0]

@@ -3,9 +3,11 @@
 Settings follow govc's environment variables so that people who use govc or vcsim already have them:
 
 ``GOVC_URL``          host, host:port or URL (``https://vc.example.com/sdk``); user:password in the URL
-                      are accepted and taken out of it
+                      are accepted and taken out of it, percent-decoded as govc does
+                      (``administrator%40vsphere.local:pa%24s@vc``)
 ``GOVC_USERNAME``     user name
-``GOVC_PASSWORD``     password (or ``RUNBOOK_PASSWORD_FILE``: a file holding it, first line)
+``GOVC_PASSWORD``     password (or ``RUNBOOK_PASSWORD_FILE``: a file holding it, first line; a warning
+                      when others than its owner may read it)
 ``GOVC_INSECURE``     ``1``/``true`` skips certificate verification (with a warning)
 ``GOVC_TLS_CA_CERTS`` CA file(s) to trust, ``:``-separated
 ``RUNBOOK_TIMEOUT``   seconds to wait for the vCenter to answer (default 10)
@@ -24,7 +26,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
@@ -83,15 +85,12 @@ def settings_from_env(env: Mapping[str, str] | None = None, *, lab_state_dir: Pa
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ConnectionFailed("GOVC_URL has an invalid port number") from None
-    username = env.get("GOVC_USERNAME") or (parts.username or "")
-    password = env.get("GOVC_PASSWORD") or (parts.password or "")
+    # userinfo in a URL is percent-encoded (vcsim prints administrator%40vsphere.local): decode as govc does
+    username = env.get("GOVC_USERNAME") or unquote(parts.username or "")
+    password = env.get("GOVC_PASSWORD") or unquote(parts.password or "")
     pw_file = env.get("RUNBOOK_PASSWORD_FILE")
     if pw_file and not env.get("GOVC_PASSWORD"):
-        try:
-            password = Path(pw_file).read_text().splitlines()[0] if Path(pw_file).read_text() else ""
-        except OSError as exc:
-            raise ConnectionFailed(
-                f"cannot read the password file RUNBOOK_PASSWORD_FILE={pw_file}: {exc.strerror}") from None
+        password = read_password_file(pw_file)
     if not username:
         raise ConnectionFailed("GOVC_USERNAME is not set: give the vCenter user name (for example "
                                "administrator@vsphere.local)")
@@ -99,6 +98,25 @@ def settings_from_env(env: Mapping[str, str] | None = None, *, lab_state_dir: Pa
     return Settings(host=parts.hostname, port=port, scheme=parts.scheme, username=username,
                     password=password, insecure=(env.get("GOVC_INSECURE", "").lower() in _TRUE),
                     ca_file=ca, timeout=timeout, source="GOVC_URL")
+
+
+_warned_files: set[str] = set()
+
+
+def read_password_file(path: str) -> str:
+    """The first line of ``RUNBOOK_PASSWORD_FILE``; one warning (once per file) when others than its owner
+    may read it, as ssh does for a private key."""
+    try:
+        text = Path(path).read_text()
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ConnectionFailed(
+            f"cannot read the password file RUNBOOK_PASSWORD_FILE={path}: {exc.strerror}") from None
+    if mode & 0o077 and path not in _warned_files:
+        _warned_files.add(path)
+        who = "everyone" if mode & 0o004 else "its group"
+        log.warning("the password file %s can be read by %s (mode %o): chmod 600 %s", path, who, mode & 0o777, path)
+    return text.splitlines()[0] if text else ""
 
 
 def _lab_settings(timeout: float, state_dir: Path | None) -> Settings:
@@ -189,7 +207,8 @@ def login(settings: Settings | None = None) -> vim.ServiceInstance:
 
 
 def _preflight(settings: Settings, context: ssl.SSLContext | None) -> None:
-    """One timed request to the SDK's version document: reachability, TLS trust and timeout, first."""
+    """One timed request to the SDK's version document: reachability, TLS trust and timeout, first; plain
+    HTTP spoken to a port that speaks HTTPS is said as such (not "is not a VIM server")."""
     if settings.scheme == "https":
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
             settings.host, settings.port, timeout=settings.timeout, context=context)
@@ -197,9 +216,30 @@ def _preflight(settings: Settings, context: ssl.SSLContext | None) -> None:
         conn = http.client.HTTPConnection(settings.host, settings.port, timeout=settings.timeout)
     try:
         conn.request("GET", "/sdk/vimServiceVersions.xml")
-        conn.getresponse().read()
+        status = conn.getresponse()
+        status.read()
+        ok = status.status < 400
+    except (ConnectionResetError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+        if settings.scheme == "https" or not _speaks_tls(settings):
+            raise
+        ok = False
     finally:
         conn.close()
+    if not ok and settings.scheme == "http" and _speaks_tls(settings):
+        raise ConnectionFailed(
+            f"vCenter {settings.host}:{settings.port}: this port speaks HTTPS: use https:// "
+            f"(GOVC_URL=https://{settings.host}:{settings.port}/sdk)")
+
+
+def _speaks_tls(settings: Settings) -> bool:
+    """Whether the port completes a TLS handshake (its certificate is not judged here: only the protocol)."""
+    context = ssl._create_unverified_context()  # noqa: S323 - asks only which protocol the port speaks
+    try:
+        with socket.create_connection((settings.host, settings.port), timeout=settings.timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=settings.host):
+                return True
+    except (OSError, ssl.SSLError):
+        return False
 
 
 def logout(si: vim.ServiceInstance) -> None:

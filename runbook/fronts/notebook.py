@@ -140,8 +140,10 @@ def show(event: Any) -> None:
         print(text, flush=True)
 
 
-def sink() -> Any:
-    """A paced printer: progress every 10 %, probe figures every 5 s (for long moves)."""
+def sink(context: Any = None) -> Any:
+    """The notebook's events printer: progress every 10 %, probe figures every 5 s. When a front follows the
+    run live (the ``runbook`` command reads ``events.jsonl``), the notebook prints only the outcome, so that
+    the report built from it is not a second copy of the terminal's log."""
     from runbook.engine.events import printer
 
-    return printer(lambda text: print(text, flush=True))
+    return printer(lambda text: print(text, flush=True), quiet=bool(getattr(context, "events_file", False)))

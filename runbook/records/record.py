@@ -2,12 +2,17 @@
 
 Written only through the engine's :class:`~runbook.records.recorder.Recorder` (each step saved atomically,
 finalised once), validated against ``record.schema.json`` and documented field by field in docs/record.md.
-It never holds a secret: parameters pass through :func:`redact`, the vCenter is recorded by address
-only, and every file written goes through :func:`scrub` (the password in use, session cookies).
+It never holds a secret, by construction: parameters pass through :func:`redact`, the vCenter is recorded
+by address only, and nothing writes the password. :func:`scrub` is the last line of defence and never
+edits ordinary text: it replaces session cookies and URL credentials by their context, and the password in
+use only as a whole token and only when it could not be an ordinary word (a password such as ``pass`` or
+``vsphere`` would otherwise turn every PASS or vsphere.local into ``<redacted>``, corrupting the record
+and revealing the password's shape). Every record is validated against the schema before it is written.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import getpass
 import json
 import math
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from runbook import __version__
 
@@ -34,6 +40,15 @@ _SECRET_KEYS = re.compile(r"pass|secret|token|cookie|session|credential", re.I)
 # pyvmomi's session cookie as it would appear in a repr, a header dump or an exception.
 _COOKIE = re.compile(r"(vmware_soap_session|vmware_cgi_ticket|vmware-api-session-id)(\s*[=:]\s*\\?[\"']?)"
                      r"([^\"'\\;,\s<>)]+)", re.I)
+# Credentials in a URL, whatever they are: scheme://user:PASSWORD@host
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@\"'<>]*:)([^\s/@\"'<>]+)(@)", re.I)
+#: A secret shorter than this, or made of letters only up to twice as long, could be an ordinary word
+#: ("pass", "admin", "vsphere", "password"): the scrub leaves such words alone (see module docstring).
+_WORDLIKE_MAX = 8
+
+
+class RecordInvalid(ValueError):
+    """A record that does not follow record.schema.json: a programming error, never written to disk."""
 
 
 def utcnow() -> dt.datetime:
@@ -60,7 +75,7 @@ def redact(values: dict[str, Any]) -> dict[str, Any]:
 def secrets_in_use() -> list[str]:
     """The secrets this process could leak: the vCenter password, wherever it came from (GOVC_PASSWORD,
     RUNBOOK_PASSWORD_FILE, the password in GOVC_URL, the running lab's state)."""
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, urlsplit
 
     found = [os.environ.get("GOVC_PASSWORD", "")]
     with_file = os.environ.get("RUNBOOK_PASSWORD_FILE")
@@ -70,7 +85,8 @@ def secrets_in_use() -> list[str]:
         except (OSError, IndexError):
             pass
     try:
-        found.append(urlsplit(os.environ.get("GOVC_URL", "")).password or "")
+        in_url = urlsplit(os.environ.get("GOVC_URL", "")).password or ""
+        found += [in_url, unquote(in_url)]
     except ValueError:
         pass
     try:
@@ -81,15 +97,35 @@ def secrets_in_use() -> list[str]:
             found.append(info.password)
     except Exception:  # a broken lab state file must not stop a record being written
         pass
-    return sorted({s for s in found if s and len(s) >= 4}, key=len, reverse=True)
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def wordlike(secret: str) -> bool:
+    """True for a secret that could be an ordinary word of a record (``pass``, ``vsphere``, ``admin``):
+    replacing it would edit ordinary text, so the scrub does not look for it (nothing writes it anyway)."""
+    return len(secret) < _WORDLIKE_MAX or (secret.isalpha() and len(secret) <= 2 * _WORDLIKE_MAX) or \
+        secret.strip("_-.").isdigit()
+
+
+@functools.lru_cache(maxsize=32)
+def _token_pattern(secret: str) -> re.Pattern[str]:
+    """The secret as a whole token, in each form it could be written: as is, JSON-escaped, percent-encoded."""
+    forms = sorted({secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+                    quote(secret, safe="")}, key=len, reverse=True)
+    return re.compile(r"(?<![\w])(?:" + "|".join(map(re.escape, forms)) + r")(?![\w])")
 
 
 def scrub(text: str) -> str:
-    """The last line of defence before anything is written: secrets in use and session cookies are
-    replaced with ``<redacted>`` (also in their JSON-escaped form)."""
+    """The last line of defence before anything is written; it never edits ordinary text.
+
+    Session cookies and the password of a URL (``scheme://user:PASSWORD@host``) are replaced with
+    ``<redacted>`` by their context, whatever they are. The password in use is replaced only as a whole
+    token (never inside another word) and only when it cannot be an ordinary word (:func:`wordlike`).
+    """
     for secret in secrets_in_use():
-        for form in {secret, json.dumps(secret)[1:-1]}:
-            text = text.replace(form, "<redacted>")
+        if not wordlike(secret):
+            text = _token_pattern(secret).sub("<redacted>", text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}<redacted>{m.group(3)}", text)
     return _COOKIE.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
 
 
@@ -194,8 +230,14 @@ class RunRecord:
         return self.save()
 
     def save(self) -> "RunRecord":
-        text = json.dumps(self.data, indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
-        write_atomic(self.path, scrub(text))
+        """Validate the record against the schema (while RUNNING too), then write it atomically.
+
+        Raises :class:`RecordInvalid` (and writes nothing) for a record the schema refuses."""
+        text = scrub(json.dumps(self.data, indent=2, sort_keys=False, default=str, allow_nan=False) + "\n")
+        problem = _schema_problem(json.loads(text))
+        if problem:
+            raise RecordInvalid(f"the {self.kind} record {self.path} does not follow record.schema.json: {problem}")
+        write_atomic(self.path, text)
         return self
 
 
@@ -220,12 +262,35 @@ def schema() -> dict[str, Any]:
 
 def validate(data: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` when ``data`` does not follow the documented schema."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if error is not None:
+        raise error
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    """The schema's validator, built once per process (a record is validated at every save)."""
     from runbook._imports import skip_iri_grammar
 
     skip_iri_grammar()
     import jsonschema
 
-    jsonschema.validate(data, schema())
+    cls = jsonschema.validators.validator_for(schema())
+    cls.check_schema(schema())
+    return cls(schema())
+
+
+def _schema_problem(data: Any) -> str | None:
+    """What makes ``data`` not a record, in one line (where and why), or None."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(the record)"
+    return f"{where}: {error.message[:300]}"
 
 
 def default_reports_dir() -> Path:

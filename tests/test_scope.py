@@ -54,4 +54,7 @@ def test_a_checks_request_count_does_not_grow_with_the_vcenter(tmp_path, use_lab
                                    settings=lab_settings(info), context=runbook.RunContext(record=False))
             counts[vms] = control.requests_served() - before
             assert result.outcome == "SUCCEEDED", result.summary
+            # what it read does not grow either: the VM, its host and the target, not the other VMs and hosts
+            assert result.inventory.vms["name"].tolist() == ["vm-00001"]
+            assert sorted(result.inventory.hosts["name"]) == ["esx-0001.lab.local", "esx-0002.lab.local"]
     assert counts[40] == counts[1500], counts

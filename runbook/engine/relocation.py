@@ -87,8 +87,11 @@ class _Run:
         self.settings = self.settings or settings_from_env()
         self.si = login(self.settings)
         try:
-            recorder = self._prepare()  # refusals raise from here, before any record exists
             with interruptible(self.cancel):
+                try:
+                    recorder = self._prepare()  # refusals raise from here, before any record exists
+                except Interrupted as exc:  # nothing started: the caller's interrupt, as Python raises it
+                    raise KeyboardInterrupt(str(exc)) from None
                 try:
                     self._checks(recorder)
                     if self.moving and not recorder.finished:

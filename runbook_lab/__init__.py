@@ -247,7 +247,7 @@ def status(state_dir: Path | None = None) -> LabInfo | None:
 def start(scenario: str = "default", port: int | None = None, *, tls: bool = False,
           vms: int | None = None, hosts: int | None = None,
           username: str = "administrator@vsphere.local", password: str | None = None,
-          state_dir: Path | None = None, timeout: float = 120) -> LabInfo:
+          state_dir: Path | None = None, timeout: float | None = None) -> LabInfo:
     """Build (if needed) and start a lab vCenter in the background; return how to reach it.
 
     ``scenario`` is a name in sim/scenarios/ or a path to a .toml file; ``vms``/``hosts`` size a
@@ -281,6 +281,8 @@ def start(scenario: str = "default", port: int | None = None, *, tls: bool = Fal
                                 env=env, start_new_session=True, cwd=state_dir)
     _children[proc.pid] = proc
     ready_file = state_dir / "ready.json"
+    if timeout is None:  # a big scale lab builds its inventory for minutes before it answers
+        timeout = 120 + 0.02 * (vms or 0) + 0.2 * (hosts or 0)
     deadline = time.monotonic() + timeout
     try:
         while not ready_file.exists():

@@ -336,3 +336,130 @@ def _list(p: Param, value: Any) -> list[str]:
         raise BadInput(f"{p.name} must be a list of names, not {type(value).__name__}")
     names = [_text(p, v) for v in value]
     return [n for n in names if n]
+
+
+# -- waves: many moves as one change (issue 18) ---------------------------------------------------------
+# Waves are kept out of REQUESTS: that table is the notebook runs' (each has a notebook with the same
+# parameters); a wave runs in-process, one run for the whole wave (runbook.engine.wave).
+@dataclass(frozen=True)
+class WaveRequest(Request):
+    """What every wave takes: how to run its moves and when to stop."""
+
+    kind: ClassVar[str] = "wave"
+    dry_run: bool = param(False, "show the plan table with each row's checks and reason; change nothing")
+    skip_failing: bool = param(False, "run the rows whose checks pass and skip the failing ones (default: refuse "
+                                      "the whole wave while any row fails)")
+    max_outage: float = param(0.0, "stop the wave (running moves finish, nothing new starts) when a VM's longest "
+                                   "outage exceeds this many seconds; 0: no limit", minimum=0.0, maximum=3600.0)
+    max_vmotions_per_host: int = param(0, "concurrent vMotions per host; 0: vCenter's limit (4 on 1 GbE, 8 on "
+                                          "10 GbE)", minimum=0, maximum=8)
+    max_svmotions_per_host: int = param(2, "concurrent Storage vMotions per host (vCenter's limit: 2)", minimum=1,
+                                        maximum=2)
+    max_svmotions_per_datastore: int = param(8, "concurrent Storage vMotions per datastore (vCenter's limit: 8)",
+                                             minimum=1, maximum=8)
+    priority: str = param("default", "default, high or low", choices=PRIORITIES)
+    timeout_s: float = param(3600.0, "seconds before a move's vCenter task is cancelled", flag="--timeout",
+                             minimum=1.0, maximum=7 * 86400.0)
+    ping: str = param("auto", "auto (each VM's guest IP) or none")
+    ping_interval: float = param(0.1, "seconds between probes (0.01 to 10)", minimum=0.01, maximum=10.0)
+    ping_tcp_port: int = param(0, "probe this TCP port where ICMP is not permitted; 0: ICMP", minimum=0,
+                               maximum=65535)
+    ping_tail: float = param(2.0, "seconds to keep probing each VM after its task ends", minimum=0.0,
+                             maximum=600.0)
+
+    @classmethod
+    def params(cls) -> list[Param]:
+        """The kind's own fields first (what to move), then how to run it, change_id last."""
+        common = {f.name for f in dataclasses.fields(WaveRequest)}
+        found = super().params()
+        return [p for p in found if p.name not in common] + [p for p in found if p.name in common]
+
+    def _validate(self) -> None:
+        if self.ping.strip().lower() not in ("auto", "none"):
+            raise BadInput("ping of a wave is 'auto' (each VM's guest IP) or 'none'")
+
+    def words(self) -> str:
+        """The wave in a few words (the record's ``move``, the index's column)."""
+        return self.kind
+
+
+@dataclass(frozen=True)
+class EvacuateRequest(WaveRequest):
+    """Move every VM off a host (vMotion), balanced over the other hosts; optionally enter maintenance mode."""
+
+    kind: ClassVar[str] = "evacuate"
+    host: str = param("", "the host to empty (name or moid)")
+    to: list = param([], "target hosts (names or moids; comma-separated or repeatable); empty: every other "
+                         "connected host of its cluster", repeat=True, metavar="HOST[,HOST...]")
+    maintenance: bool = param(False, "enter maintenance mode when the host is empty")
+
+    def _validate(self) -> None:
+        super()._validate()
+        if not self.host:
+            raise BadInput("no host given: give the host to evacuate (--host)")
+        if self.host in self.to:
+            raise BadInput(f"host {self.host!r} is both the host to empty and a target (--to)")
+
+    def words(self) -> str:
+        return f"evacuate host {self.host}"
+
+
+@dataclass(frozen=True)
+class DrainRequest(WaveRequest):
+    """Move every VM with a file on a datastore off it (Storage vMotion of disks and home), balanced by free space."""
+
+    kind: ClassVar[str] = "drain"
+    datastore: str = param("", "the datastore to empty (name or moid)")
+    to: list = param([], "target datastores (names or moids; comma-separated or repeatable); empty: every other "
+                         "datastore the VM's host mounts", repeat=True, metavar="DATASTORE[,DATASTORE...]")
+    disk_format: str = param("same", "same, thin, thick or eagerzeroedthick", choices=DISK_FORMATS)
+    min_free: float = param(10.0, "no target datastore may go below this free space, in % of its capacity",
+                            minimum=0.0, maximum=95.0, metavar="PCT")
+
+    def _validate(self) -> None:
+        super()._validate()
+        if not self.datastore:
+            raise BadInput("no datastore given: give the datastore to drain (--datastore)")
+        if self.datastore in self.to:
+            raise BadInput(f"datastore {self.datastore!r} is both the one to drain and a target (--to)")
+
+    def words(self) -> str:
+        return f"drain datastore {self.datastore}"
+
+
+@dataclass(frozen=True)
+class PlanRequest(WaveRequest):
+    """Run the moves a plan file lists (CSV or YAML: vm, host, datastore, disk_format, network)."""
+
+    kind: ClassVar[str] = "plan"
+    plan: str = param("", "a CSV or YAML file with one move per row: vm, host, datastore, disk_format, network "
+                          "(OLD=NEW;OLD2=NEW2)", metavar="FILE")
+
+    def _validate(self) -> None:
+        super()._validate()
+        if not self.plan:
+            raise BadInput("no plan file given (--plan moves.csv or moves.yaml)")
+
+    def words(self) -> str:
+        return f"plan {self.plan.rsplit('/', 1)[-1]}"
+
+
+@dataclass(frozen=True)
+class UndoRequest(WaveRequest):
+    """Move the VMs of an earlier run or wave back to where they were before it, as a new checked wave."""
+
+    kind: ClassVar[str] = "undo"
+    run_id: str = param("", "the run or wave to undo: its run id (its directory's name under reports/)",
+                        metavar="RUN_ID")
+
+    def _validate(self) -> None:
+        super()._validate()
+        if not self.run_id:
+            raise BadInput("no run given: give the run id of the run or wave to undo")
+
+    def words(self) -> str:
+        return f"undo {self.run_id}"
+
+
+WAVE_REQUESTS: dict[str, type[WaveRequest]] = {r.kind: r for r in (EvacuateRequest, DrainRequest, PlanRequest,
+                                                                    UndoRequest)}

@@ -23,6 +23,9 @@ _LAZY = {
     "Inventory": "runbook.vsphere.inventory", "read_inventory": "runbook.vsphere.inventory",
     "run_notebook": "runbook.fronts.pipeline",
     "RunRecord": "runbook.records.record",
+    "wave": "runbook.engine.wave", "WaveRequest": "runbook.engine.requests",
+    "EvacuateRequest": "runbook.engine.requests", "DrainRequest": "runbook.engine.requests",
+    "PlanRequest": "runbook.engine.requests", "UndoRequest": "runbook.engine.requests",
 }
 _ENGINE = ("run", "check", "migrate", "inventory", "enable_vmotion", "RunContext", "RunResult", "Request",
            "InventoryRequest", "CheckRequest", "MoveRequest", "EnableVmotionRequest", "build")

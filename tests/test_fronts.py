@@ -27,7 +27,8 @@ RUNBOOK = str(Path(sys.executable).with_name("runbook"))
 def _cli_names(kind: str) -> set[str]:
     parser = cli._parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices[kind]
-    return {a.dest for a in sub._actions if a.dest not in ("help", *cli.FRONT_OPTIONS)}
+    wave = cli.PLAN_OPTIONS if kind == "migrate" else ()  # migrate --plan FILE runs a wave (no notebook)
+    return {a.dest for a in sub._actions if a.dest not in ("help", *cli.FRONT_OPTIONS, *wave)}
 
 
 @pytest.mark.parametrize("kind", sorted(REQUESTS))

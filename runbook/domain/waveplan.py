@@ -171,11 +171,13 @@ def drain(inventory: Any, datastore: str, to: Sequence[str] = (), disk_format: s
           min_free_pct: float = 10.0) -> list[Row]:
     """Every VM with a file on ``datastore`` to another datastore (``to``, else every other one its host
     mounts), largest first, each to the passing target with the most free space after the move that
-    keeps ``min_free_pct`` of its capacity free."""
+    keeps ``min_free_pct`` of its capacity free. Shared datastores come before a host's local ones, so
+    that a drained VM can still be vMotioned."""
     source = find_row(inventory.datastores, datastore, "datastore")
     named = [find_row(inventory.datastores, name, "datastore") for name in to]
     free = {d["name"]: int(d["free_bytes"]) for _, d in inventory.datastores.iterrows()}
     capacity = {d["name"]: int(d["capacity_bytes"]) for _, d in inventory.datastores.iterrows()}
+    shared = {d["name"]: int(d["host_count"] or 0) > 1 for _, d in inventory.datastores.iterrows()}
     vms = inventory.vms[inventory.vms["datastores"].map(lambda names: source["name"] in (names or ()))]
     need_of = {vm.moid: vm for vm in vms.itertuples()}
     order = sorted(need_of, key=lambda m: (-_bytes_needed(need_of[m], None, disk_format), need_of[m].name))
@@ -187,7 +189,7 @@ def drain(inventory: Any, datastore: str, to: Sequence[str] = (), disk_format: s
         for name in candidates:
             after = free.get(name, 0) - _bytes_needed(vm, name, disk_format)
             scored.append((after, name))
-        scored.sort(key=lambda s: (-s[0], s[1]))
+        scored.sort(key=lambda s: (not shared.get(s[1], False), -s[0], s[1]))
         tried, chosen = [], None
         for after, name in scored:
             floor = capacity.get(name, 0) * min_free_pct / 100
@@ -197,8 +199,8 @@ def drain(inventory: Any, datastore: str, to: Sequence[str] = (), disk_format: s
             row = check(inventory, Row(vm=moid, target_datastore=name, disk_format=disk_format))
             if row.status != FAIL:
                 chosen = row
-                chosen.reason = (f"most free space after the move ({after / GB:.1f} GiB, "
-                                 f"{_pct(after, capacity.get(name))} free)")
+                chosen.reason = (f"most free space after the move of the {'shared' if shared.get(name) else 'local'}"
+                                 f" datastores ({after / GB:.1f} GiB, {_pct(after, capacity.get(name))} free)")
                 break
             tried.append(f"{name} fails ({row.verdict})")
         if chosen is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook import __version__, errors
-from runbook.engine.requests import REQUESTS, Request, build
+from runbook.engine.requests import REQUESTS, WAVE_REQUESTS, MoveRequest, Param, PlanRequest, Request, build
 from runbook.errors import RunbookError
 
 EXIT_CODES = textwrap.dedent("""\
@@ -38,17 +38,35 @@ EXAMPLES = {
     "enable-vmotion": "  runbook enable-vmotion --host esx-04.lab.local            # dry run\n"
                       "  runbook enable-vmotion --host esx-04.lab.local --apply",
 }
+EXAMPLES.update({
+    "migrate": EXAMPLES["migrate"] + "\n  runbook migrate --plan moves.csv --dry-run          # a wave: one move per row",
+    "evacuate": "  runbook evacuate --host esx-01.lab.local --dry-run\n"
+                "  runbook evacuate --host esx-01.lab.local --to esx-02.lab.local,esx-03.lab.local --maintenance",
+    "drain": "  runbook drain --datastore nfs-01 --dry-run\n"
+             "  runbook drain --datastore nfs-01 --to nfs-02 --disk-format thin --min-free 15",
+    "undo": "  runbook reports                      # the run ids\n"
+            "  runbook undo run-120000Z --dry-run",
+})
 HELP = {"inventory": "inventory the vCenter into an HTML report",
         "check": "check every prerequisite of a move; change nothing",
         "migrate": "move a running VM to another host and/or datastore",
-        "enable-vmotion": "enable vMotion on a VMkernel adapter of hosts"}
+        "enable-vmotion": "enable vMotion on a VMkernel adapter of hosts",
+        "evacuate": "move every VM off a host (a wave); optionally enter maintenance mode",
+        "drain": "move every VM with a file on a datastore off it (a wave of Storage vMotions)",
+        "undo": "move the VMs of a run or wave back where they were (a new wave)"}
+#: What ``runbook migrate --plan FILE`` adds to migrate's options (a wave; the shared ones are migrate's).
+PLAN_OPTIONS = tuple(p.name for p in PlanRequest.params() if p.name not in {q.name for q in MoveRequest.params()})
 FRONT_OPTIONS = ("with_code", "reports", "quiet")  # how to show and where to keep, not what to do
 
 
 def add_request_options(cmd: argparse.ArgumentParser, cls: type[Request]) -> None:
     """One option per request field, named by the field (``dest``); values stay raw text so that the
     request's own validation gives the one message for them, whatever front they came from."""
-    for p in cls.params():
+    _add_options(cmd, cls.params())
+
+
+def _add_options(cmd: argparse.ArgumentParser, params: Sequence[Param]) -> None:
+    for p in params:
         kwargs: dict[str, Any] = {"dest": p.name, "help": p.help}
         if p.type is bool:
             kwargs["action"] = "store_true"
@@ -95,6 +113,24 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--reports", type=Path, help="reports directory (default: reports/ or $RUNBOOK_REPORTS)")
         cmd.add_argument("-q", "--quiet", action="store_true",
                          help="print only the outcome and the report's path (for schedulers)")
+        if kind == "migrate":
+            waves = cmd.add_argument_group("a wave of moves from a plan file (--plan; the options above that "
+                                           "say how to move apply to each row)")
+            _add_options(waves, [p for p in PlanRequest.params() if p.name in PLAN_OPTIONS])
+    for kind, cls in WAVE_REQUESTS.items():
+        if kind == "plan":
+            continue  # runbook migrate --plan
+        epilog = "examples:\n" + EXAMPLES[kind] + "\n\n" + EXIT_CODES
+        cmd = sub.add_parser(kind, help=HELP[kind], description=cls.__doc__, epilog=epilog,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        params = cls.params()
+        if kind == "undo":
+            cmd.add_argument("run_id", metavar="RUN_ID", help=params[0].help)
+            params = params[1:]
+        _add_options(cmd, params)
+        cmd.add_argument("--reports", type=Path, help="reports directory (default: reports/ or $RUNBOOK_REPORTS)")
+        cmd.add_argument("-q", "--quiet", action="store_true",
+                         help="print only the outcome and the record's path (for schedulers)")
 
     rep = sub.add_parser("reports", help="list the change records under reports/")
     rep.add_argument("--reports", type=Path, help="reports directory")
@@ -120,9 +156,43 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _lab(args)
     if args.command == "reports":
         return _reports(args)
+    if args.command in WAVE_REQUESTS or (args.command == "migrate" and args.plan):
+        return _run_wave(_wave_request(args), args)
     cls = REQUESTS[args.command]
     request = build(cls, {p.name: getattr(args, p.name) for p in cls.params()})
     return _run(request, args)
+
+
+def _wave_request(args: argparse.Namespace) -> Request:
+    """The wave's request from its options; ``migrate --plan`` refuses the options of a single move."""
+    cls = WAVE_REQUESTS["plan" if args.command == "migrate" else args.command]
+    if args.command == "migrate":
+        single = [p.flag for p in MoveRequest.params() if p.name not in {q.name for q in cls.params()}
+                  and getattr(args, p.name) not in (None, False, [])]
+        if single:
+            raise errors.BadInput(f"--plan runs the moves its file lists: leave out {', '.join(single)} (give them "
+                                  f"as columns of the plan)")
+    return build(cls, {p.name: getattr(args, p.name) for p in cls.params()})
+
+
+def _run_wave(request: Request, args: argparse.Namespace) -> int:
+    """A wave runs in this process (one run for all its moves), its events printed as they come."""
+    from runbook.engine.context import RunContext
+    from runbook.engine.events import RunFinished, printer
+    from runbook.engine.wave import wave
+
+    show = printer(print)
+
+    def on_event(event: Any) -> None:
+        if not args.quiet and not isinstance(event, RunFinished):
+            show(event)
+
+    result = wave(request, on_event=on_event, context=RunContext(reports_dir=args.reports, via="headless"))
+    print(f"{result.outcome}: {result.summary}".rstrip(": "), flush=True)
+    print(f"record: {result.run_dir / 'record.json' if result.run_dir else '-'}", flush=True)
+    if result.report:
+        print(f"report: {result.report}", flush=True)
+    return result.exit_code
 
 
 def _run(request: Request, args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from runbook.domain.placement import vm_lock
 from runbook.engine import relocation
 from runbook.engine.context import RunContext
 from runbook.engine.events import RunFinished
+from runbook.errors import BadInput, NotFound
 from runbook.records.record import EXIT_OF_OUTCOME, OUTCOMES, validate
 from runbook.vsphere.connection import login, logout
 
@@ -56,6 +57,10 @@ def _refused(fresh_lab, context, events, monkeypatch):
         logout(si)
     with vm_lock(settings_of(info).url, moid):  # another run on this machine holds the VM
         return _migrate(info, context, events)
+
+
+def _refused_by_the_ping(fresh_lab, context, events, monkeypatch):
+    return _migrate(fresh_lab(), context, events, ping="no-such-host.invalid")  # RFC 6761: never resolves
 
 
 def _failed(fresh_lab, context, events, monkeypatch):
@@ -102,7 +107,7 @@ def _unknown(fresh_lab, context, events, monkeypatch):
 
 PRODUCERS = {
     "SUCCEEDED": _succeeded, "DRY RUN": _dry_run, "NO CHANGE": _no_change, "CHECKS FAILED": _checks_failed,
-    "REFUSED": _refused, "FAILED": _failed, "TIMED OUT": _timed_out, "CANCELLED": _cancelled,
+    "REFUSED": _refused, "REFUSED before the ping": _refused_by_the_ping, "FAILED": _failed, "TIMED OUT": _timed_out, "CANCELLED": _cancelled,
     "CANCELLED before the task": _cancelled_before_the_task, "UNKNOWN": _unknown,
 }
 
@@ -141,3 +146,26 @@ def test_check_records_validate_and_agree(fresh_lab, tmp_path, scenario, host, e
     validate(saved)
     assert saved["outcome"] == res.outcome and saved["exit_code"] == res.exit_code == EXIT_OF_OUTCOME[expected]
     assert lab_mod.LabControl(info).placement("web-01")["host"] == "esx-01.lab.local"  # a check moves nothing
+
+
+@pytest.mark.parametrize("values, error, words", [
+    ({"vm": "web-0l", "target_host": "esx-02.lab.local"}, NotFound, "did you mean"),
+    ({"vm": "web-01", "target_host": "esx-02.lab"}, NotFound, "no host named 'esx-02.lab'"),
+    ({"vm": "web-01", "target_datastore": "nfs-9"}, NotFound, "nfs-9"),
+    ({"vm": "web-01", "target_datastore": "nfs-02", "disk_format": "thinn"}, BadInput, "disk format"),
+    ({"vm": "web-01", "target_host": "esx-02.lab.local", "timeout_s": "nan"}, BadInput, "timeout"),
+    ({"vm": "web-01", "target_host": "esx-02.lab.local", "hosts": "x"}, BadInput, "no parameter"),
+])
+def test_a_refusal_before_the_record_raises_and_leaves_no_run_directory(fresh_lab, tmp_path, values, error, words):
+    """A typo is not a failed move: one exception with one line, no change record, nothing asked of the lab."""
+    info = fresh_lab()
+    reports = tmp_path / "reports"
+    with pytest.raises(error, match=words) as refused:
+        runbook.migrate({**values, "ping": "none"}, settings=settings_of(info), context=RunContext(reports_dir=reports))
+    assert "\n" not in str(refused.value)
+    assert not reports.exists() or not list(reports.glob("*/*/record.json")), list(reports.rglob("*"))
+    si = login(settings_of(info))
+    try:
+        assert not [t for t in si.content.taskManager.recentTask if t.info.descriptionId == "VirtualMachine.relocate"]
+    finally:
+        logout(si)

@@ -204,6 +204,29 @@ def test_describe_no_loss_and_all_lost():
     assert empty.describe() == "no probe was sent" and empty.summary()["longest_silence_ms"] == 0.0
 
 
+def test_the_record_schema_reads_new_and_old_ping_summaries():
+    """The summary follows the ``ping`` part of record.schema.json; a summary written before late probes
+    were counted (no probes_late, outages of lost probes only) still does."""
+    import jsonschema
+
+    from runbook.records.record import schema
+
+    check = jsonschema.validators.validator_for(schema())(schema()["properties"]["ping"]).validate
+    rtts = [0.5] * 60
+    rtts[20], rtts[21:30] = None, [900.0] * 9
+    new = _result([], interval=0.05, rtts=rtts).summary()
+    check({**new, "description": "...", "note": "probing vm1 every 50 ms"})
+    old = {"note": "probing 10.1.2.3 every 100 ms", "description": "1 probe lost (100 ms) of 72, one outage at "
+           "10:15:09.8 UTC, during switch-over", "probes_sent": 72, "probes_received": 71, "probes_lost": 1,
+           "loss_pct": 1.389, "outages_count": 1, "longest_outage_ms": 100.0, "total_outage_ms": 100.0,
+           "late_replies": 0, "outages": [{"start": "2026-03-14T10:15:09.800+00:00", "end":
+           "2026-03-14T10:15:09.900+00:00", "duration_ms": 100.0, "probes_lost": 1, "first_seq": 23,
+           "phase": "switch-over"}]}
+    check(old)
+    with pytest.raises(jsonschema.ValidationError):
+        check({**new, "description": "...", "outages": [{**new["outages"][0], "kind": "dropped"}]})
+
+
 @pytest.mark.parametrize(("kwargs", "words"), [
     ({"interval": 0.005}, "out of range"),
     ({"interval": 11}, "out of range"),
@@ -232,12 +255,13 @@ def test_loopback_icmp_no_loss_on_schedule(interval):
     assert r.error is None and r.method.startswith("icmp")
     tl = r.timeline
     expected = 1.0 / interval
-    assert 0.85 * expected <= len(tl) <= 1.15 * expected + 1
+    assert 0.85 * expected <= len(tl) + r.skipped_slots <= 1.15 * expected + 1
     assert not tl["lost"].any() and tl["replied"].notna().all()
     assert (tl["rtt_ms"] > 0).all() and tl["rtt_ms"].median() < 5
     # A fixed schedule: no drift over the run, however late a single send was.
+    # A slot the thread was too late for (a busy machine) is skipped and counted, never sent in a burst.
     span = (tl["sent"].iloc[-1] - tl["sent"].iloc[0]).total_seconds()
-    assert abs(span - (len(tl) - 1) * interval) <= 2 * interval
+    assert abs(span - (len(tl) - 1 + r.skipped_slots) * interval) <= 2 * interval
     assert str(tl["sent"].dtype) == "datetime64[ns, UTC]" and list(tl.columns) == [
         "seq", "sent", "replied", "rtt_ms", "lost"]
 
@@ -371,6 +395,7 @@ def checksum(data):
     total = (total >> 16) + (total & 0xFFFF)
     return ~(total + (total >> 16)) & 0xFFFF
 
+os.nice(-10)  # answer at once even when the machine is busy: a reply late by scheduling is no test of ours
 sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 delay, waiting, count, pending = 0.0, [], 0, b""
 print("ready", flush=True)
@@ -538,15 +563,16 @@ def assert_measured(r: ProbeResult, window: Window, interval: float, kind: str, 
     start, end = pd.Timestamp(outage["start"]).timestamp(), pd.Timestamp(outage["end"]).timestamp()
     assert window.began[0] - tol <= start and end <= window.ended[1] + tol, (start, end, window)
     probes = r.probes(times.get("task_start"), times.get("task_end"))
-    failed = probes.loc[probes["state"] != "ok", "sent"].map(lambda t: t.timestamp())
+    sent = probes["sent"].map(lambda t: t.timestamp())
+    failed = sent[probes["state"] != "ok"]
     assert failed.min() >= window.began[0] - tol and failed.max() <= window.ended[1] + tol, (failed, window)
-    slots = window.shortest / interval
-    if kind == "dropped":
-        assert outage["kind"] == "lost" and outage["probes_lost"] >= slots - 2, found
-    elif kind == "held":
-        assert outage["probes_late"] >= slots - 3 and outage["probes_lost"] <= 2, found
-    else:
-        assert outage["kind"] == "late" and outage["probes_late"] >= slots - 2, found
+    # Every probe sent well inside the window failed, the way the failure injected makes it fail (counted
+    # from the timeline: a busy machine may skip a slot, which is no reason to fail the test).
+    inside = probes.loc[(sent >= window.began[1]) & (sent <= window.ended[0] - tol), "state"].value_counts()
+    expected = {"dropped": {"lost"}, "held": {"late", "lost"}, "delayed": {"late"}}[kind]
+    assert set(inside.index) <= expected and inside.sum() >= (window.shortest - tol) / interval / 2, (inside, found)
+    kinds = {"dropped": {"lost"}, "held": {"late", "lost and late"}, "delayed": {"late"}}[kind]
+    assert outage["kind"] in kinds and (kind != "held" or outage["probes_lost"] <= 2), found
     assert "without replies" in r.describe(**times)
     return s
 
@@ -561,7 +587,7 @@ def test_measures_an_injected_outage(test_host, kind, interval):
     time.sleep(1.5)
     r = mon.stop(tail=0)
     assert_measured(r, window, interval, kind)
-    assert len(r.timeline) == pytest.approx(3.5 / interval, rel=0.1)
+    assert len(r.timeline) + r.skipped_slots == pytest.approx(3.5 / interval, rel=0.1)
 
 
 def test_a_reply_after_its_timeout_is_late_not_lost(test_host):
@@ -582,7 +608,7 @@ def test_no_outage_no_loss(test_host, interval):
     r = mon.stop(tail=0)
     s = r.summary()
     assert r.error is None and (s["probes_lost"], s["probes_late"], s["outages_count"]) == (0, 0, 0), s
-    assert len(r.timeline) == pytest.approx(2.0 / interval, rel=0.1)
+    assert len(r.timeline) + r.skipped_slots == pytest.approx(2.0 / interval, rel=0.1)
 
 
 def test_unreachable_target_all_lost(test_host):

@@ -15,6 +15,7 @@ import runbook
 import runbook_lab as lab_mod
 from conftest import lab_settings as settings_of, start_in_background
 from runbook.engine.context import RunContext
+from runbook.records import record
 from test_ping import FAULTS, TEST_ADDR, NetnsHost, Window, assert_measured, test_host  # noqa: F401
 
 TASK_S = 3.0  # how long the lab's relocation of web-01 runs
@@ -61,11 +62,12 @@ def test_a_failure_during_a_move_is_measured_within_two_intervals(moving, test_h
     result, window = move_failing(moving, test_host, kind, interval)
     assert result.outcome == "SUCCEEDED", result.summary
     s = assert_measured(result.state.ping, window, interval, kind, **result.state.ping_window())
-    ping = result.record["ping"]  # what the record on disk says is what was measured
+    record.validate(result.record)
+    ping = result.record["ping"]  # what the record says is what was measured
     assert ping["outages"] == s["outages"] and ping["longest_outage_ms"] == s["longest_outage_ms"]
     assert ping["description"] in result.summary and "without replies" in ping["description"]
     assert_inside_the_task(result, ping["outages"][0])
-    assert ping["probes_sent"] == pytest.approx((TASK_S + 1.0) / interval, rel=0.15)
+    assert ping["probes_sent"] + ping["skipped_slots"] >= 0.9 * (TASK_S + 1.0) / interval  # all through the move
 
 
 def test_a_one_second_link_down_during_a_move_is_recorded_as_one_second(moving, test_host):  # noqa: F811
@@ -76,7 +78,7 @@ def test_a_one_second_link_down_during_a_move_is_recorded_as_one_second(moving, 
     ping = result.record["ping"]
     assert abs(ping["longest_outage_ms"] - 1000) <= 2 * 50, ping["outages"]
     assert_measured(result.state.ping, window, 0.05, "held", **result.state.ping_window())
-    assert ping["longest_outage_kind"] in ("late", "lost and late") and ping["probes_late"] >= 15, ping["outages"]
+    assert ping["longest_outage_kind"] in ("late", "lost and late") and ping["probes_late"] >= 10, ping["outages"]
     assert ping["late_after_ms"] == 100.0 and ping["probes_lost"] <= 2
     assert all(p["rtt_ms"] > 100 for p in ping["late_probes"])
     said = ping["description"].split(" without replies")[0]  # "1.02 s" or "975 ms": the headline, in words
@@ -91,7 +93,7 @@ def test_no_injected_failure_no_outage(moving, test_host):  # noqa: F811
     ping = result.record["ping"]
     assert (ping["probes_lost"], ping["probes_late"], ping["outages_count"], ping["longest_outage_ms"]) == (
         0, 0, 0, 0.0), ping
-    assert ping["probes_sent"] >= 0.9 * (TASK_S + 1.0) / 0.02
+    assert ping["probes_sent"] + ping["skipped_slots"] >= 0.9 * (TASK_S + 1.0) / 0.02
     assert ping["description"].startswith("no outage: all ")
 
 

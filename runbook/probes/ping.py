@@ -294,6 +294,9 @@ class ProbeMonitor:
         try:
             if self._sock is not None:
                 packet = _echo_request(self._family, self._ident, seq, self._token + struct.pack("!Q", seq))
+                # The send time is taken right before the send: nothing between them for the thread to be
+                # preempted in (with the kernel's receive time, the round trip is the network's alone).
+                sent = self._sent_ns[seq] = time.monotonic_ns()
                 self._sock.sendto(packet, (self._address, 0))
             else:
                 sock = self._factory(self._family, socket.SOCK_STREAM, socket.IPPROTO_TCP)

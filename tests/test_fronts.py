@@ -231,3 +231,15 @@ def test_no_run_builds_the_iri_grammar_and_records_still_validate(tmp_path):
     ])
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "refused", done.stderr[-2000:]
+
+
+def test_a_vcenter_that_answers_too_slowly_is_exit_4_with_the_setting_to_raise(fresh_lab, tmp_path):
+    info = fresh_lab()
+    lab_mod.LabControl(info).set_delay("RetrievePropertiesEx", 3000)
+    env = _env(info, tmp_path) | {"RUNBOOK_TIMEOUT": "1"}
+    done = subprocess.run([RUNBOOK, "check", "--vm", "web-01", "--host", "esx-02.lab.local"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "did not answer within 1 s" in lines[0] and "RUNBOOK_TIMEOUT" in lines[0], lines
+    assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").glob("*/*"))

@@ -32,6 +32,7 @@ from runbook.records.recorder import Recorder
 from runbook.vsphere.connection import Settings, login, logout, settings_from_env
 from runbook.vsphere.inventory import Inventory
 from runbook.vsphere.scope import read_for_move
+from runbook.vsphere.timeouts import answering
 from runbook.vsphere.task import LOST_CONNECTION, events as query_events, relogin_within, wait
 
 log = logging.getLogger("runbook")
@@ -89,7 +90,8 @@ class _Run:
         try:
             with interruptible(self.cancel):
                 try:
-                    recorder = self._prepare()  # refusals raise from here, before any record exists
+                    with answering(self.settings):
+                        recorder = self._prepare()  # refusals raise from here, before any record exists
                 except Interrupted as exc:  # nothing started: the caller's interrupt, as Python raises it
                     raise KeyboardInterrupt(str(exc)) from None
                 try:

@@ -16,6 +16,7 @@ from runbook.engine.result import RunResult
 from runbook.errors import BadInput, RunbookError
 from runbook.records.recorder import Recorder
 from runbook.vsphere.connection import Settings, login, logout, settings_from_env
+from runbook.vsphere.timeouts import answering
 
 log = logging.getLogger("runbook")
 
@@ -36,7 +37,8 @@ def inventory(request: InventoryRequest | dict | None = None, *, on_event: Sink 
     try:
         scope = request.cluster or request.datacenter or "everything"
         emit(Step("read", "started", f"reading the inventory ({scope}) of {settings.url}"))
-        inv = read_inventory(si, datacenter=request.datacenter or None, cluster=request.cluster or None)
+        with answering(settings):
+            inv = read_inventory(si, datacenter=request.datacenter or None, cluster=request.cluster or None)
     finally:
         with contextlib.suppress(Exception):
             logout(si)
@@ -73,8 +75,9 @@ def enable_vmotion(request: EnableVmotionRequest | dict, *, on_event: Sink | Non
         fix = VmotionRemediation(si, cluster=request.cluster, hosts=request.hosts, vmk=request.vmk,
                                  disable=request.disable)
         emit(Step("read", "started", f"reading the VMkernel adapters on {settings.url}"))
-        fix.read()
-        plan = fix.plan()  # BadInput for any host that cannot be changed: nothing changed, no record
+        with answering(settings):
+            fix.read()
+            plan = fix.plan()  # BadInput for any host that cannot be changed: nothing changed, no record
         recorder = Recorder(request.kind, request.to_params(), context, emit).start(settings)
         emit(RunStarted(run=request.kind, what=plan.describe(applied=False), vcenter=settings.url,
                         run_dir=str(recorder.run_dir) if recorder.run_dir else None))

@@ -119,6 +119,7 @@ def test_moves_back_of_a_single_move_and_of_a_wave():
 def test_wave_requests_validate_and_stay_out_of_the_notebook_kinds():
     assert not set(WAVE_REQUESTS) & set(REQUESTS)
     assert EvacuateRequest(host="h", to="a, b").to == ["a", "b"]
+    assert EvacuateRequest(host="h", to=["a,b", "c"]).to == ["a", "b", "c"]
     with pytest.raises(BadInput, match="both the host to empty and a target"):
         EvacuateRequest(host="h", to=["h"])
     with pytest.raises(BadInput, match="min free '150' is out of range"):

@@ -184,6 +184,16 @@ def drain(inventory: Any, datastore: str, to: Sequence[str] = (), disk_format: s
     rows = []
     for moid in order:
         vm = need_of[moid]
+        isos = [c.get("label") or "CD/DVD drive" for c in vm.cdroms or () if c.get("datastore") == source["name"]]
+        files = vm.home_datastore == source["name"] or any(d.get("datastore") == source["name"] for d in vm.disks or ())
+        if isos and not files:
+            rows.append(Row(vm=vm.name, vm_moid=moid, power_state=vm.power_state, source_host=vm.host,
+                            source_datastores=list(vm.datastores or ()), status=FAIL,
+                            verdict=f"only the ISO image of {', '.join(isos)} is on {source['name']}: a Storage vMotion "
+                                    f"moves disks and home, never an ISO image",
+                            remedy=f"disconnect {', '.join(isos)} or point it at an ISO on another datastore",
+                            reason="nothing a move can take off the datastore"))
+            continue
         candidates = [d["name"] for d in named] if named else _mounted_by(inventory, vm, source["name"])
         scored = []
         for name in candidates:
@@ -217,6 +227,8 @@ def drain(inventory: Any, datastore: str, to: Sequence[str] = (), disk_format: s
         else:
             if tried:
                 chosen.reason += "; " + "; ".join(tried)
+            if isos:
+                chosen.reason += f"; the ISO image of {', '.join(isos)} stays on {source['name']}"
             free[chosen.target_datastore] -= _bytes_needed(vm, chosen.target_datastore, disk_format)
         rows.append(chosen)
     return rows

@@ -395,6 +395,7 @@ class EvacuateRequest(WaveRequest):
 
     def _validate(self) -> None:
         super()._validate()
+        _split_names(self, "to")
         if not self.host:
             raise BadInput("no host given: give the host to evacuate (--host)")
         if self.host in self.to:
@@ -418,6 +419,7 @@ class DrainRequest(WaveRequest):
 
     def _validate(self) -> None:
         super()._validate()
+        _split_names(self, "to")
         if not self.datastore:
             raise BadInput("no datastore given: give the datastore to drain (--datastore)")
         if self.datastore in self.to:
@@ -459,6 +461,12 @@ class UndoRequest(WaveRequest):
 
     def words(self) -> str:
         return f"undo {self.run_id}"
+
+
+def _split_names(request: Request, name: str) -> None:
+    """``--to a,b --to c`` as ``[a, b, c]``: each entry of a repeated option may itself list names."""
+    names = [n.strip() for entry in getattr(request, name) for n in entry.split(",")]
+    object.__setattr__(request, name, [n for n in names if n])
 
 
 WAVE_REQUESTS: dict[str, type[WaveRequest]] = {r.kind: r for r in (EvacuateRequest, DrainRequest, PlanRequest,

@@ -308,6 +308,8 @@ class _Wave:
         if kind == "task started":
             self.emit(VmState(vm=row.vm, state="running", text=payload.text, task=None))
         elif kind == "task ended":
+            if not payload.text.endswith(": success"):  # "task task-N: error": stop before its slot frees
+                self._stop_for("failed move", f"the move of {row.vm} failed ({payload.text})")
             self._release(child)
         elif kind == "refused":
             child.refusal = payload

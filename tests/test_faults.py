@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -64,6 +65,42 @@ def test_connection_drop_while_moving_reattaches_and_records_the_real_outcome(fr
         assert relocations(direct, "web-01") == [(res.state.task_id, "success")]  # one task, never a second
     finally:
         logout(direct)
+
+
+def test_connection_drop_while_the_move_is_submitted_finds_the_task_instead_of_guessing(fresh_lab, tmp_path):
+    """The connection breaks while RelocateVM_Task is in flight (the lab answers it late): the engine logs in
+    again and looks for the relocation; the record names the one task the lab ran, or says UNKNOWN."""
+    info = fresh_lab()
+    control = lab_mod.LabControl(info)
+    control.set_migration_seconds("web-01", 3)
+    control.set_delay("RelocateVM_Task", 1000)
+    proxy = TcpProxy(info.port)
+
+    def sink(event) -> None:
+        if isinstance(event, Step) and event.name == "submit" and event.state == "started":
+            threading.Timer(0.4, proxy.cut, kwargs={"refuse_for": 1.5}).start()
+
+    try:
+        res = runbook.migrate(move_request(), settings=settings_of(info, proxy.port), on_event=sink,
+                              context=RunContext(reports_dir=tmp_path / "r"))
+    finally:
+        proxy.close()
+    saved = on_disk(res)
+    si = login(settings_of(info))
+    try:
+        deadline = time.monotonic() + 15
+        while any(st in ("queued", "running") for _, st in relocations(si, "web-01")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        moves = relocations(si, "web-01")
+    finally:
+        logout(si)
+    host = control.placement("web-01")["host"]
+    assert len(moves) == 1, moves  # never a second submission
+    if res.outcome == "SUCCEEDED":
+        assert moves == [(saved["task"]["id"], "success")] and host == "esx-02.lab.local"
+    else:
+        assert res.outcome == "UNKNOWN" and res.exit_code == 5, res.summary
+        assert "task" in res.summary
 
 
 def test_lab_stopped_mid_move_gives_unknown_outcome_with_the_task_id(fresh_lab, tmp_path, monkeypatch):

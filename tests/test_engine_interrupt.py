@@ -101,6 +101,7 @@ def test_cancel_from_another_thread_cancels_the_task_and_the_record_agrees(slow_
     assert res.state.task.state == "error"
     finals = [e for e in move.events if isinstance(e, RunFinished)]
     assert [(e.outcome, e.exit_code) for e in finals] == [(res.outcome, res.exit_code)]
+    assert_moves_again(info, si, tmp_path)
 
 
 @pytest.mark.parametrize("sig, how", [(signal.SIGINT, "pthread_kill"), (signal.SIGTERM, "pthread_kill"),
@@ -140,6 +141,14 @@ def test_a_signal_to_the_main_thread_while_the_task_runs_cancels_it(slow_lab, tm
     assert res.outcome == "CANCELLED", "a 10 s move interrupted after 1 s should not have won the race"
     assert res.exit_code == 3
     assert sig.name in res.summary or sig.name in json.dumps(saved.get("error")), (res.summary, saved.get("error"))
+    assert_moves_again(info, si, tmp_path)
+
+
+def assert_moves_again(info, si, tmp_path) -> None:
+    """After an interrupted run, nothing of it is left holding the VM: a new run moves it."""
+    again = runbook.migrate(request(), settings=settings_of(info), context=RunContext(reports_dir=tmp_path / "again"))
+    assert again.outcome == "SUCCEEDED", again.summary
+    assert lab_mod.LabControl(info).placement("web-01")["host"] == TARGET
 
 
 def test_an_interrupt_after_the_task_succeeded_records_success(fresh_lab, tmp_path):

@@ -22,17 +22,17 @@ from runbook.domain.spec import build_relocate_spec, stub_morefs
 
 
 class Lab:
-    """A prereq-failures lab that is thrown away after every relocation that changed it."""
+    """A lab (prereq-failures unless told) that is thrown away after every relocation that changed it."""
 
-    def __init__(self, root: Path):
-        self.root, self.n = root, 0
+    def __init__(self, root: Path, scenario: str = "prereq-failures"):
+        self.root, self.n, self.scenario = root, 0, scenario
         self.info = self.si = self.inv = None
         self.restart()
 
     def restart(self) -> None:
         self.close()
         self.n += 1
-        self.info = lab_mod.start("prereq-failures", state_dir=self.root / f"lab{self.n}")
+        self.info = lab_mod.start(self.scenario, state_dir=self.root / f"lab{self.n}")
         lab_mod.LabControl(self.info).set_migration_seconds(None, 0)
         self.si = login(Settings(host=self.info.host, port=self.info.port, scheme="http",
                                  username=self.info.username, password=self.info.password))
@@ -47,18 +47,24 @@ class Lab:
 
 
 @pytest.mark.slow
-def test_checks_agree_with_the_vcenter(tmp_path):
-    lab = Lab(tmp_path)
+@pytest.mark.parametrize("scenario, formats", [
+    ("prereq-failures", ("same",)),
+    # standalone hosts and the cluster, each disk format (a format-only request is refused as input)
+    ("standalone", ("same", "thick")),
+])
+def test_checks_agree_with_the_vcenter(tmp_path, scenario, formats):
+    lab = Lab(tmp_path, scenario)
     disagreements, counts = [], {"success": 0, "fault": 0, "refused-input": 0, "already-there": 0}
     try:
         vms = list(lab.inv.vms["name"])
         hosts = [None, *lab.inv.hosts["name"]]
         datastores = [None, *lab.inv.datastores["name"]]
-        for vm, host, ds in itertools.product(vms, hosts, datastores):
-            if host is None and ds is None:
+        for vm, host, ds, fmt in itertools.product(vms, hosts, datastores, formats):
+            if host is None and ds is None or fmt != "same" and ds is None:
                 continue
             try:
-                resolved = resolve(lab.inv, MigrationPlan(vm=vm, target_host=host, target_datastore=ds))
+                resolved = resolve(lab.inv, MigrationPlan(vm=vm, target_host=host, target_datastore=ds,
+                                                          disk_format=fmt))
             except BadInput:
                 counts["refused-input"] += 1
                 continue
@@ -70,7 +76,7 @@ def test_checks_agree_with_the_vcenter(tmp_path):
             spec = build_relocate_spec(resolved, stub_morefs(lab.si._stub))
             task = vim.VirtualMachine(resolved.vm_moid, lab.si._stub).RelocateVM_Task(spec=spec)
             fault = finished(task)
-            where = f"{vm} -> host {host}, datastore {ds}"
+            where = f"{vm} -> host {host}, datastore {ds} as {fmt}"
             if fault is None:
                 counts["success"] += 1
                 if failed:

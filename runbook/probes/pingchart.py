@@ -125,13 +125,11 @@ class ProbeResult:
         tl = self.timeline
         rtt = tl["rtt_ms"]
         if task_start is not None or task_end is not None:
-            outside = pd.Series(True, index=tl.index)
-            if task_start is not None and task_end is not None:
-                outside = (tl["sent"] < task_start) | (tl["sent"] > task_end)
-            elif task_start is not None:
-                outside = tl["sent"] < task_start
-            else:
-                outside = tl["sent"] > task_end
+            outside = pd.Series(False, index=tl.index)
+            if task_start is not None:
+                outside |= tl["sent"] < task_start
+            if task_end is not None:
+                outside |= tl["sent"] > task_end
             if rtt[outside].notna().sum() >= BASELINE_MIN:
                 rtt = rtt[outside]
         rtt = rtt.dropna()

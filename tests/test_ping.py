@@ -3,9 +3,9 @@ and silent), real probing on loopback, outages injected into a test host in a ne
 creates (packets dropped, held, delayed), the TCP fallback, and the chart.
 
 The namespace tests need root and ``ip netns``; they skip with the reason otherwise. They only ever probe
-TEST_ADDR, the address this file gives its own test host (in 10.199.0.0/16, one /30 per test process). ``tc netem`` is not used: this project's CI
-kernels may be built without sch_netem (and without loadable modules), so the three failures are made with
-iproute2 alone and a small responder (see :class:`NetnsHost`).
+TEST_ADDR, the address this file gives its own test host (in 10.199.0.0/16, one /30 per test process). ``tc netem`` is not used: kernels may be built
+without sch_netem (the one these tests were written on has neither it nor loadable modules, and no nft or
+iptables), so the three failures are made with iproute2 alone and a small responder (see :class:`NetnsHost`).
 """
 from __future__ import annotations
 
@@ -457,7 +457,7 @@ class NetnsHost:
       the link's return; with Linux's default of 1 s the network itself would add up to a second to the
       outage (true, and measured as such, but not the window the test injects);
     * ``delayed``: the replies leave ``seconds`` after their request came, for ``seconds``: RESPONDER
-      answers instead of the kernel (`tc netem delay` is not in every kernel: not in this project's CI).
+      answers instead of the kernel (`tc netem delay` is not in every kernel).
     """
 
     def __init__(self):

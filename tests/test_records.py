@@ -270,3 +270,129 @@ def test_report_drops_widgets_warnings_and_tagged_cells_and_gives_images_alt_tex
     assert "widgets" not in out.metadata and len(out.cells) == 2
     assert [o["output_type"] for o in out.cells[1].outputs] == ["display_data"]
     assert out.cells[1].outputs[0]["metadata"]["image/png"]["alt"] == "Chart: Ping through the move"
+
+
+# -- hostile values, bad files, validation at every save (issue 16) ----------------------------------------------
+HOSTILE = ['<img src=x onerror=alert(1)>', '<script>alert("x")</script>', 'q"uote\'s & <b>bold<%2fb>',
+           "[x](javascript:alert(3)) `c` *b* {{7*7}}", "\u202egnp.exe \u200frtl"]
+ACTIVE_MARKUP = re.compile(r"<(?:script|img|svg|b)\b[^>]*(?:alert|onerror|onload|>bold)"
+                           r"|(?:href|src)\s*=\s*[\"']?\s*javascript:", re.I)
+
+
+def test_record_only_report_shows_every_value_as_text(tmp_path: Path) -> None:
+    """The widgets' report (built from record.json alone) never passes a value through as HTML."""
+    name = " ".join(HOSTILE)
+    data = _record(tmp_path, "FAILED", summary=name, verdict=name,
+                   error={"type": "TaskFailed", "message": name}, task={"id": "task-1", "state": "error"},
+                   checks=[{"check": name, "status": "fail", "found": name, "remedy": name}],
+                   events=[{"time": None, "type": "VmFailedMigrateEvent", "message": name, "user": name}],
+                   ping={"note": name, "description": name})
+    data["plan"]["vm"] = name
+    data["move"] = f"{name}: host a -> b"
+    page = report.write_html(tmp_path / "r", data).read_text()
+    assert not ACTIVE_MARKUP.findall(page), ACTIVE_MARKUP.findall(page)[:3]
+    for title in ("Plan", "Checks", "What went wrong", "Task and vCenter events", "Ping through the move"):
+        assert title in page, title
+    assert page.count("&lt;img src=x onerror=alert(1)&gt;") >= 8  # shown as text, in every section
+
+
+def test_checks_table_escapes_every_cell() -> None:
+    import pandas as pd
+
+    from runbook.fronts.notebook import styled_checks
+
+    df = pd.DataFrame([{"status": "fail", "check": h, "found": h, "remedy": h} for h in HOSTILE])
+    html = styled_checks(df).to_html()
+    assert not ACTIVE_MARKUP.findall(html) and html.count("&lt;img src=x onerror=alert(1)&gt;") == 3
+
+
+def test_readers_skip_unreadable_records_and_name_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import pandas as pd
+
+    from runbook.fronts import cli
+
+    _record(tmp_path, "SUCCEEDED", task={"id": "task-1", "state": "success", "duration_s": 2.0})
+    bad = {"not-json": "{not json", "a-list": "[1, 2]", "no-kind": '{"outcome": "SUCCEEDED", "started": "x"}',
+           "odd-types": '{"kind": "check", "outcome": "DRY RUN", "started": "2000-01-01T00:00:00Z", "ping": [1], '
+                        '"plan": "x", "task": {"duration_s": 1e999}, "change_id": 5, "parameters": null}',
+           "binary": b"\xff\xfe\x00"}
+    for name, content in bad.items():
+        path = tmp_path / "2000-01-01" / name / "record.json"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    runs = report.list_runs(tmp_path)
+    assert sorted(p.parent.name for p, _ in runs.attrs["skipped"]) == ["a-list", "binary", "no-kind", "not-json"]
+    assert list(runs["outcome"]) == ["SUCCEEDED", "DRY RUN"] and pd.isna(runs["duration_s"].iloc[1])
+    index = report.write_index(tmp_path).read_text()
+    assert index.count("<tr><td>") == 2 and "4 record(s) could not be read" in index and "not-json" in index
+    capsys.readouterr()
+    assert cli.main(["reports", "--reports", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert len(err.splitlines()) == 4 and all(line.startswith("runbook: skipped ") for line in err.splitlines())
+    assert "Traceback" not in out + err and "SUCCEEDED" in out
+
+
+def test_every_save_is_validated_and_an_invalid_record_is_never_written(tmp_path: Path) -> None:
+    run = record.RunRecord(kind="check", run_dir=tmp_path / "r")
+    run.save()  # RUNNING: valid too
+    record.validate(record.load(run.run_dir))
+    before = run.path.read_bytes()
+    for bad in ({"checks": [{"check": "x", "status": "ok", "found": "", "remedy": ""}]}, {"outcome": "DONE"},
+                {"vcenter": "https://u:pw@vc/sdk"}, {"started": None}):
+        saved = dict(run.data)
+        run.data.update(bad)
+        with pytest.raises(record.RecordInvalid, match="does not follow record.schema.json"):
+            run.save()
+        run.data = saved
+        assert run.path.read_bytes() == before  # the last valid version stays
+    with pytest.raises(record.RecordInvalid):
+        record.RunRecord(kind="check", run_dir=tmp_path / "s").finish("FAILED", "no task, no error")
+
+
+# -- property-based: any text, any number -> a clean refusal or a valid record ----------------------------------
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+
+from runbook.engine.requests import MoveRequest, build  # noqa: E402
+from runbook.errors import BadInput  # noqa: E402
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=120) | st.sampled_from(HOSTILE)
+_NUMBER = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**30, 10**30) | \
+    st.sampled_from(["inf", "nan", "-1", "1e999", "0.05", " 3 ", "x"])
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(vm=_TEXT, change_id=_TEXT, timeout=st.floats(1, 86400) | _NUMBER, interval=st.floats(0.01, 10) | _NUMBER,
+       reason=_TEXT)
+def test_any_name_change_id_or_number_is_refused_cleanly_or_recorded_validly(tmp_path: Path, vm, change_id,
+                                                                            timeout, interval, reason) -> None:
+    values = {"vm": vm, "target_host": "esx-02", "change_id": change_id, "timeout_s": timeout,
+              "ping_interval": interval, "force_reason": reason}
+    try:
+        request = build(MoveRequest, values)
+    except BadInput as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    recorder = Recorder("migrate", request.to_params(), runbook.RunContext(reports_dir=tmp_path, report=False))
+    recorder.start()
+    recorder.set(plan={"vm": request.vm, "vm_moid": "vm-1", "source_host": "esx-01", "run_host": "esx-02",
+                       "vm_datastores": [request.vm]}, move=f"{request.vm}: host esx-01 -> esx-02",
+                 force_reason=request.force_reason or None, summary=request.vm,
+                 figures=[("VM", request.vm), ("Timeout", request.timeout_s)])
+    data = recorder.finish("CHECKS FAILED", f"{request.vm}: refused")
+    text = (recorder.run_dir / "record.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    loaded = json.loads(text)
+    record.validate(loaded)
+    assert loaded["plan"]["vm"] == request.vm and loaded["change_id"] == (request.change_id or None)
+    assert data["exit_code"] == 2
+
+
+@hsettings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=_TEXT)
+def test_any_name_in_a_record_only_report_is_text(tmp_path: Path, name: str) -> None:
+    run = record.RunRecord(kind="check", run_dir=tmp_path / "r", change_id=name or None)
+    run.data.update(plan={"vm": name, "vm_datastores": [name]}, move=name, verdict=name,
+                    checks=[{"check": name, "status": "fail", "found": name, "remedy": name}])
+    run.finish("CHECKS FAILED", name)
+    page = report.write_html(run.run_dir).read_text()
+    assert not ACTIVE_MARKUP.findall(page)

@@ -48,11 +48,15 @@ _REFERENCE = re.compile(r"""(?:\b(?:src|href|action|poster|data)\s*=\s*["']?|@im
                         r"""([^"'\s>)]*)""", re.I)
 
 
+#: Figures whose value is made of vCenter names: shown as people wrote them (``a%2fb`` is ``a/b``).
+_NAME_FIGURES = frozenset({"VM", "From", "To", "Host", "Hosts", "Cluster", "Datastore"})
+
+
 def key_figures(data: dict[str, Any]) -> list[tuple[str, str]]:
     """The figures under the banner: the run's own (``figures``, set by the notebook or the move), else
     what the record holds (for a move: VM, from, to, duration, probes lost, longest outage); then the
     times, the operator and the error."""
-    figures = [(str(a), str(b)) for a, b in data.get("figures") or []]
+    figures = [(str(a), _name(b) if str(a) in _NAME_FIGURES else str(b)) for a, b in data.get("figures") or []]
     if not figures:
         figures = _figures_from_record(data)
     op = data.get("operator") or {}

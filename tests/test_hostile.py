@@ -214,3 +214,28 @@ def test_no_page_opens_a_dialog_or_runs_a_script_in_chromium(runs) -> None:
                 assert shown, f"{where} shows none of the hostile names as text"
         finally:
             browser.close()
+
+
+def test_the_widgets_html_escapes_every_value() -> None:
+    """The widgets' own HTML (outcome banner, key figures, errors, check lines, notices, the checks table)."""
+    import types
+
+    import ipywidgets as w
+
+    from runbook.engine.events import CheckDone, Notice
+    from runbook.errors import NotFound
+    from runbook.fronts import widgets
+
+    name = " ".join(HOSTILE)
+    pages = [widgets.outcome_html({"outcome": name, "summary": name, "figures": [[name, name]],
+                                   "error": {"type": name, "message": name}}),
+             widgets.error_html(NotFound("VM", name, [name])), widgets.error_html(ValueError(name)),
+             widgets._html_table([(name, name)])]
+    view = types.SimpleNamespace(checks_out=w.Output(), state=w.Label())
+    for event in (CheckDone(status="fail", check=name, found=name, remedy=name), Notice(level="warning", text=name)):
+        widgets.Wizard.on_event(view, event)  # type: ignore[arg-type]
+    pages += [o["data"]["text/html"] for o in view.checks_out.outputs]
+    assert len(pages) == 6
+    for page in pages:
+        assert not ACTIVE.findall(page), page
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page, page

@@ -3,9 +3,10 @@ and silent), real probing on loopback, outages injected into a test host in a ne
 creates (packets dropped, held, delayed), the TCP fallback, and the chart.
 
 The namespace tests need root and ``ip netns``; they skip with the reason otherwise. They only ever probe
-TEST_ADDR, the address this file gives its own test host (in 10.199.0.0/16, one /30 per test process). ``tc netem`` is not used: kernels may be built
-without sch_netem (the one these tests were written on has neither it nor loadable modules, and no nft or
-iptables), so the three failures are made with iproute2 alone and a small responder (see :class:`NetnsHost`).
+TEST_ADDR, the address this file gives its own test host (in 10.199.0.0/16, one /30 per test process).
+``tc netem`` is not used: kernels may be built without sch_netem (the one these tests were written on has
+neither it nor loadable modules, and no nft or iptables), so the three failures are made with iproute2
+alone and a small responder (see :class:`NetnsHost`).
 """
 from __future__ import annotations
 
@@ -709,5 +710,5 @@ def test_plot_marks_late_replies_and_spans_the_outage_over_lost_and_late_probes(
     ((x0, x1),) = _outage_spans(ax)
     first, last = (mdates.date2num((T0 + pd.Timedelta(seconds=i * 0.05)).tz_convert(None)) for i in (20, 38))
     assert x0 == pytest.approx(first, abs=1e-9) and x1 > last  # over the lost probe and every late one
-    assert ax.get_title(loc="left").endswith("1.00 s without replies: 18 probes answered late, 1 lost, at 12:01:01.00 UTC "
-                                   "(142 probes)")
+    assert ax.get_title(loc="left").endswith(
+        "1.00 s without replies: 18 probes answered late, 1 lost, at 12:01:01.00 UTC (142 probes)")

@@ -118,7 +118,8 @@ def test_a_powered_off_vm_moves_without_ping_and_says_so(fresh_lab, tmp_path):
 def test_a_running_vm_without_an_ip_is_moved_without_ping_and_says_so(fresh_lab, tmp_path):
     info = fresh_lab()
     lab_mod.LabControl(info).set_guest_ip("web-01", "")
-    result = runbook.migrate(request(), settings=settings_of(info), context=RunContext(reports_dir=tmp_path / "reports"))
+    result = runbook.migrate(request(), settings=settings_of(info),
+                             context=RunContext(reports_dir=tmp_path / "reports"))
     assert result.outcome == "SUCCEEDED", result.summary
     note = result.record["ping"]["note"]
     assert "no known guest IP" in note and ["Ping", note] in [list(f) for f in result.record["figures"]]

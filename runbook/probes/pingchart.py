@@ -200,7 +200,8 @@ class ProbeResult:
             lo, hi = np.searchsorted(gap_end, first, "right"), np.searchsorted(gap_start, last, "left")
             silence = int(gaps[lo:hi].max()) if hi > lo else 0
             duration_ns = max(run.count * step, silence - step)
-            start, end = pd.Timestamp(first, unit="ns", tz="UTC"), pd.Timestamp(first + duration_ns, unit="ns", tz="UTC")
+            start = pd.Timestamp(first, unit="ns", tz="UTC")
+            end = start + pd.Timedelta(duration_ns, unit="ns")
             lost, late = int(lost_f[span].sum()), int(late_f[span].sum())
             found.append({
                 "start": start.isoformat(), "end": end.isoformat(), "duration_ms": round(duration_ns / 1e6, 3),

@@ -61,6 +61,26 @@ def test_vcenter_name_escaping_matches_the_lab() -> None:
         assert display_name(vcenter_name(name)) == display_name(name)
 
 
+def test_look_ups_accept_the_name_as_written_and_as_vcenter_returns_it() -> None:
+    import pandas as pd
+
+    from runbook.errors import Ambiguous, NotFound
+    from runbook.vsphere.find import find_row, vcenter_name
+
+    table = pd.DataFrame({"moid": ["vm-1", "vm-2", "vm-3", "vm-4"],
+                          "name": [vcenter_name(QUOTES), vcenter_name(PERCENT), "a%2fb", "a%252fb"]})
+    assert find_row(table, QUOTES, "VM")["moid"] == "vm-1"  # as the operator writes it
+    assert find_row(table, vcenter_name(QUOTES), "VM")["moid"] == "vm-1"  # as vCenter returns it
+    assert find_row(table, PERCENT, "VM")["moid"] == "vm-2"
+    assert find_row(table, "100%25 <i>busy<%2Fi> C:%5Cvms%5cx", "VM")["moid"] == "vm-2"  # either case
+    assert find_row(table, "a/b", "VM")["moid"] == "vm-3" and find_row(table, "a%2fb", "VM")["moid"] == "vm-3"
+    assert find_row(table, "a%252fb", "VM")["moid"] == "vm-4"  # the name "a%2fb" itself, escaped once more
+    with pytest.raises(NotFound):
+        find_row(table, "a\\b", "VM")
+    with pytest.raises(Ambiguous):
+        find_row(pd.concat([table, table.assign(moid=["vm-5", "vm-6", "vm-7", "vm-8"])]), "a/b", "VM")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory):
     """Every kind of run over hostile names; returns the reports directory, the lab, and each run's output."""

@@ -179,7 +179,9 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 def test_two_runs_moving_the_same_vm_at_once_the_second_refuses(fresh_lab, tmp_path):
     info = fresh_lab()
-    lab_mod.LabControl(info).set_migration_seconds("web-01", 20)
+    # long enough that the second run's checks happen while the first task runs, even on a loaded machine
+    # (each CLI run spends seconds starting its kernel and reading the inventory before it checks)
+    lab_mod.LabControl(info).set_migration_seconds("web-01", 45)
     env = {**os.environ, "RUNBOOK_REPORTS": str(tmp_path / "reports")}
     si = login(settings_of(info))
     try:

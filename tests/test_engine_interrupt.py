@@ -251,9 +251,6 @@ def test_a_second_signal_while_the_task_is_being_cancelled_does_not_cut_the_reco
     assert_final_and_true(res, info, si)
 
 
-@pytest.mark.xfail(reason="engine bug: an interrupt after the recorder finished (report, index, RunFinished) re-enters "
-                          "_interrupted, whose second recorder.finish() raises RuntimeError out of migrate()",
-                   strict=True)
 def test_an_interrupt_while_the_record_is_being_finished_keeps_the_true_outcome(fresh_lab, tmp_path):
     """SIGINT in the last instant of a run, as the outcome is announced (the record is written, the report
     and index too): migrate() still returns (it never raises once the record exists) with that outcome."""
@@ -280,8 +277,6 @@ def test_an_interrupt_while_the_record_is_being_finished_keeps_the_true_outcome(
         logout(si)
 
 
-@pytest.mark.xfail(reason="engine bug: the cancel event is not looked at while wait() re-logs in (relogin_within), "
-                          "so Cancel waits out RECONNECT_S (60 s)", strict=True)
 def test_cancel_while_the_vcenter_is_away_ends_promptly_with_the_task_id(fresh_lab, tmp_path):
     """The vCenter goes away mid-move and the operator presses Cancel: the run must not sit out the whole
     reconnect window (60 s); it ends within the brief cancel wait, UNKNOWN, naming the task to look up."""
@@ -309,9 +304,6 @@ def relocation_cancel_wait() -> float:
     return CANCEL_WAIT_S
 
 
-@pytest.mark.xfail(reason="engine bug: an interrupt while RelocateVM_Task is in flight is recorded as CANCELLED "
-                          "'nothing was changed' without looking for the task, which then moves the VM",
-                   strict=True)
 def test_an_interrupt_while_the_move_is_being_submitted_records_what_the_lab_did(fresh_lab, tmp_path):
     """SIGINT while the vCenter has not yet answered RelocateVM_Task (a loaded vCenter; the lab answers it
     2 s late): the request is on its way, so a task may exist. The record must agree with the lab."""
@@ -359,8 +351,6 @@ def test_an_interrupt_while_the_move_is_being_submitted_records_what_the_lab_did
         assert res.outcome == "UNKNOWN" and res.exit_code == 5, res.summary
 
 
-@pytest.mark.xfail(reason="engine bug: SIGINT/SIGTERM are set to SIG_IGN while the probes' tail runs (up to 600 s), "
-                          "so an interrupt after the task ended is dropped and the run goes on", strict=True)
 def test_sigterm_during_the_ping_tail_ends_the_run_promptly_and_truthfully(fresh_lab, tmp_path):
     """The task has succeeded and the probes go on for their tail (30 s here) when a scheduler sends SIGTERM:
     the run must stop probing, record SUCCEEDED (the truth) and return, not ignore the signal."""

@@ -67,6 +67,19 @@ def active_relocation(si: vim.ServiceInstance, vm_moid: str) -> str | None:
     return None
 
 
+def relocations_since(si: vim.ServiceInstance, vm_moid: str, since: Any) -> list[str]:
+    """Ids of the VM's relocation tasks queued at or after ``since`` (oldest first)."""
+    tasks = placement_tasks(si, vm_moid)
+    found = retrieve_objects(si, tasks, {vim.Task: ["info.descriptionId", "info.queueTime"]})
+    picked = []
+    for moid, rec in found.items():
+        desc = (rec.get("info.descriptionId") or "").lower()
+        queued = rec.get("info.queueTime")
+        if ("relocate" in desc or "migrate" in desc) and queued is not None and queued >= since:
+            picked.append((queued, moid))
+    return [moid for _, moid in sorted(picked)]
+
+
 def placement_tasks(si: vim.ServiceInstance, vm_moid: str) -> list[vim.Task]:
     vm = vim.VirtualMachine(vm_moid, si._stub)
     rec = retrieve_objects(si, [vm], {vim.VirtualMachine: ["recentTask"]}).get(vm_moid, {})

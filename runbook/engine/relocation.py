@@ -19,7 +19,7 @@ from pyVmomi import vim
 
 from runbook.domain import checks as checks_mod
 from runbook.domain.move import MoveState
-from runbook.domain.placement import active_relocation, placement, verify, vm_lock
+from runbook.domain.placement import active_relocation, placement, relocations_since, verify, vm_lock
 from runbook.domain.plan import resolve
 from runbook.domain.spec import build_relocate_spec, move_priority, spec_to_dict, stub_morefs
 from runbook.engine.context import RunContext
@@ -82,6 +82,8 @@ class _Run:
         self.state: MoveState | None = None
         self.monitor: Any = None
         self.si: Any = None
+        self.submitted_at: dt.datetime | None = None  # when RelocateVM_Task was sent (its answer may not have come)
+        self.interrupted: str | None = None
 
     # -- the run ------------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -98,10 +100,9 @@ class _Run:
                     self._checks(recorder)
                     if self.moving and not recorder.finished:
                         self._move(recorder)
-                except Interrupted as exc:
-                    self._interrupted(recorder, exc)
-                except KeyboardInterrupt:  # a SIGINT handled by someone else's handler (a kernel)
-                    self._interrupted(recorder, Interrupted("SIGINT"))
+                except (Interrupted, KeyboardInterrupt) as exc:  # KeyboardInterrupt: a kernel's own SIGINT handler
+                    if not recorder.finished:  # after the record is final an interrupt changes nothing
+                        self._interrupted(recorder, exc if isinstance(exc, Interrupted) else Interrupted("SIGINT"))
                 except RunbookError as exc:
                     self._refused_or_failed(recorder, exc)
                 except Exception as exc:  # a bug or a broken connection: the record still ends true
@@ -174,6 +175,7 @@ class _Run:
                 if self.monitor:
                     self.monitor.mark("task_submitted")
                 self.emit(Step("submit", "started", f"submitting the relocation of {r.vm}"))
+                self.submitted_at = dt.datetime.now(dt.timezone.utc)
                 s.task_id = self._submit()
                 recorder.set(task={"id": s.task_id, "state": "running"})
                 self.emit(Step("task", "started", f"task {s.task_id} started"))
@@ -183,8 +185,10 @@ class _Run:
                 self.emit(Step("task", "ended", f"task {s.task_id}: {s.task.state}"))
             except (TaskTimeout, OutcomeUnknown) as exc:  # recorded with the outcome
                 error = exc
-            finally:
-                self._stop_ping()
+            except BaseException:  # an interrupt or an error: no tail of probes before it is handled
+                self._stop_ping(tail=0.0)
+                raise
+            self._stop_ping()
         self._conclude(recorder, error)
 
     # -- steps of the move --------------------------------------------------------------------------
@@ -239,14 +243,21 @@ class _Run:
         self.emit(Step("ping", "started", s.ping_note))
         return monitor
 
-    def _stop_ping(self) -> None:
+    def _stop_ping(self, tail: float | None = None) -> None:
+        """Stop the probes after their tail. An interrupt during the tail cuts it short: the task has ended, so
+        the run goes on to its true outcome, and the record says what interrupted it."""
         if self.monitor is None:
             return
         monitor, self.monitor = self.monitor, None
-        if monitor.tail:
+        if monitor.tail and tail is None:
             self.emit(Step("ping tail", "started", f"probing {monitor.tail:g} s more after the task"))
-        with _ignoring_interrupts():
-            self.state.ping = monitor.stop()
+        try:
+            self.state.ping = monitor.stop(tail)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            self.interrupted = str(exc) or "SIGINT"
+            with _ignoring_interrupts():
+                self.state.ping = monitor.stop(0.0)
+            self.emit(Notice("warning", f"interrupted by {self.interrupted}: the probes' tail was cut short"))
 
     def _conclude(self, recorder: Recorder, error: RunbookError | None) -> None:
         s = self.state
@@ -254,9 +265,27 @@ class _Run:
             self._finish(recorder, "UNKNOWN", str(error), task={"id": s.task_id, "state": "unknown"},
                          ping=s.ping_summary(), error=error)
             return
+        late = ""
+        if isinstance(error, TaskTimeout):  # the cancel may not have been answered: ask how the task ended
+            from runbook.engine.settle import task_end
+
+            with _ignoring_interrupts():
+                s.task = task_end(self.si, s.task_id, cancel=False, wait_s=CANCEL_WAIT_S,
+                                  relogin=lambda: login(self.settings))
+            if s.task is None:
+                self._finish(recorder, "UNKNOWN", f"{error}; the vCenter did not say how task {s.task_id} ended: "
+                                                  f"check it (Monitor > Tasks) before moving {s.resolved.vm} again",
+                             task={"id": s.task_id, "state": "unknown"}, ping=s.ping_summary(), error=error)
+                return
+            if s.task.state == "success":  # the cancel came too late: the move is done, verify it
+                late = f" (it went past the {self.request.timeout_s:g} s timeout; the cancel came too late)"
+                error = None
         self.emit(Step("verify", "started", "verifying where the vCenter says the VM is"))
-        self._read_after()
+        with _ignoring_interrupts():  # the task has ended: reading where the VM is takes a moment, then the record
+            self._read_after()
         values = self._values()
+        if self.interrupted:
+            values["interrupted"] = self.interrupted
         if isinstance(error, TaskTimeout):
             self._finish(recorder, "TIMED OUT", str(error), error=error, **values)
         elif s.task.state != "success":
@@ -267,7 +296,7 @@ class _Run:
             self._finish(recorder, "FAILED", "the task succeeded but the VM is not where asked: " + "; ".join(
                 f"{row.item} is {row.actual}, expected {row.expected}" for row in bad.itertuples()), **values)
         else:
-            words = f"{s.move_words()} in {s.task.duration_s:.1f} s"
+            words = f"{s.move_words()} in {s.task.duration_s:.1f} s{late}"
             ping = values.get("ping") or {}
             if ping.get("description"):
                 words += f"; {ping['description']}"
@@ -304,7 +333,8 @@ class _Run:
             with contextlib.suppress(Exception):
                 chart = s.ping_chart()
         values.setdefault("figures", s.figures())
-        recorder.finish(outcome, summary, ping_chart=chart, **values)
+        with _ignoring_interrupts():  # the record, report and index are written whole, once
+            recorder.finish(outcome, summary, ping_chart=chart, **values)
 
     def _interrupted(self, recorder: Recorder, exc: Interrupted) -> None:
         """Cancel the task if one runs, wait briefly for its end, and record what the vCenter reports."""
@@ -312,6 +342,14 @@ class _Run:
         error = {"type": "Interrupted", "message": f"interrupted by {why}"}
         with _ignoring_interrupts():
             self._stop_ping()
+            if s.task_id is None and self.submitted_at is not None:
+                s.task_id = self._submitted_task()
+            if s.task_id is None and self.submitted_at is not None:
+                self._finish(recorder, "UNKNOWN", f"interrupted by {why} while the move of {s.resolved.vm} was being "
+                                                  f"submitted, and the vCenter shows no task for it yet: look at the "
+                                                  f"VM's tasks (Monitor > Tasks) before moving it again",
+                             error=error, interrupted=why, task={"id": "-", "state": "unknown"})
+                return
             if s.task_id is None:
                 self._finish(recorder, "CANCELLED", f"interrupted by {why} before the move started: nothing was "
                                                     f"changed", error=error, interrupted=why)
@@ -336,6 +374,28 @@ class _Run:
                 self._finish(recorder, "CANCELLED", f"interrupted by {why}: task {s.task_id} was cancelled "
                                                     f"({s.task.fault or s.task.state}); the VM stays where it was",
                              error=error, interrupted=why, **values)
+
+    def _submitted_task(self, wait_s: float = 5.0) -> str | None:
+        """The relocation the vCenter made for a RelocateVM_Task whose answer an interrupt cut off (through a
+        new session: the old one may hold half an answer), waiting briefly for it to show."""
+        import time
+
+        since = self.submitted_at - dt.timedelta(seconds=2)
+        deadline = time.monotonic() + wait_s
+        with contextlib.suppress(Exception):
+            si = login(self.settings)
+            try:
+                while True:
+                    found = relocations_since(si, self.state.resolved.vm_moid, since)
+                    if found or time.monotonic() > deadline:
+                        self.si = si if found else self.si
+                        return found[-1] if found else None
+                    time.sleep(0.25)
+            finally:
+                if self.si is not si:
+                    with contextlib.suppress(Exception):
+                        logout(si)
+        return None
 
     def _refused_or_failed(self, recorder: Recorder, exc: RunbookError) -> None:
         """A runbook error after the record started: a refusal when no task was started."""

@@ -101,7 +101,7 @@ def wait(si: vim.ServiceInstance, task_id: str, *, timeout: float = 3600.0,
         except _LOST as exc:
             if relogin is None:
                 raise OutcomeUnknown(task_id, f"connection lost: {type(exc).__name__}") from None
-            si = relogin_within(relogin, task_id, reconnect_for)
+            si = relogin_within(relogin, task_id, reconnect_for, on_tick=on_tick)
             reattached += 1
             log.warning("connection lost while waiting; re-attached to task %s", task_id)
     if info is None:  # deadline passed
@@ -113,12 +113,15 @@ def wait(si: vim.ServiceInstance, task_id: str, *, timeout: float = 3600.0,
 
 
 def relogin_within(relogin: Callable[[], vim.ServiceInstance], task_id: str,
-                   window: float) -> vim.ServiceInstance:
-    """Log in again, retrying with back-off until ``window`` seconds pass; then OutcomeUnknown."""
+                   window: float, on_tick: Callable[[], None] | None = None) -> vim.ServiceInstance:
+    """Log in again, retrying with back-off until ``window`` seconds pass; then OutcomeUnknown. ``on_tick`` is
+    called before each try (it may raise to stop trying: a cancel while the vCenter is away)."""
     until = time.monotonic() + window
     delay = 0.5
     last = ""
     while time.monotonic() < until:
+        if on_tick:
+            on_tick()
         try:
             return relogin()
         except Exception as exc:  # the vCenter is still away: try again until the window closes

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -17,22 +17,29 @@ class Interrupted(BaseException):
 
 
 @contextlib.contextmanager
+def signals_handled(handler: Callable[[int, Any], None]) -> Iterator[bool]:
+    """While the block runs, ``handler`` handles SIGINT and SIGTERM; the handlers before are restored after.
+    Only the main thread can set handlers: elsewhere the block runs as it is (and gets False)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield True
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+@contextlib.contextmanager
 def interruptible(cancel: threading.Event | None = None) -> Iterator[None]:
     """While the block runs in the main thread, SIGINT and SIGTERM raise :class:`Interrupted` (and set
     ``cancel``); the handlers in place before are restored after. In another thread (the widgets) only
     ``cancel`` stops a run."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     def handler(signum: int, frame: Any) -> None:
         if cancel is not None:
             cancel.set()
         raise Interrupted(signal.Signals(signum).name)
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_handled(handler):
         yield
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)

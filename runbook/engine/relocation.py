@@ -24,7 +24,7 @@ from runbook.domain.plan import resolve
 from runbook.domain.spec import build_relocate_spec, move_priority, spec_to_dict, stub_morefs
 from runbook.engine.context import RunContext
 from runbook.engine.events import CheckDone, Emitter, Notice, PingSample, RunStarted, Sink, Step, TaskProgress
-from runbook.engine.interrupt import Interrupted, interruptible
+from runbook.engine.interrupt import Interrupted, interruptible, signals_handled
 from runbook.engine.requests import CheckRequest, MoveRequest, build
 from runbook.engine.result import RunResult
 from runbook.errors import BadInput, OutcomeUnknown, RunbookError, TaskTimeout
@@ -419,13 +419,5 @@ def _ignoring_interrupts() -> Any:
     """While a run ends (cancel, last probes, record), a second Ctrl-C or SIGTERM must not cut it short."""
     import signal
 
-    if threading.current_thread() is not threading.main_thread():
+    with signals_handled(signal.SIG_IGN):  # type: ignore[arg-type]
         yield
-        return
-    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-

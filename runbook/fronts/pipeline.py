@@ -29,6 +29,7 @@ from runbook import errors
 from runbook._imports import skip_iri_grammar
 from runbook.engine.context import CONTEXT_FILE, RunContext
 from runbook.engine.events import EVENTS_FILE, Notice, Sink, follow
+from runbook.engine.interrupt import signals_handled
 from runbook.engine.requests import Request
 from runbook.engine.result import RunResult
 from runbook.errors import BadInput
@@ -92,9 +93,6 @@ def _kernel_pid(managers: list) -> int | None:
 def _forward_signals(managers: list, interrupted: list[str]) -> Iterator[None]:
     """SIGINT and SIGTERM interrupt the kernel (the engine then ends the run truthfully); if it is not
     done within GRACE_S it is killed and the record settled here."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     killer: list[threading.Timer] = []
 
     def kill() -> None:
@@ -114,12 +112,10 @@ def _forward_signals(managers: list, interrupted: list[str]) -> Iterator[None]:
             killer[0].daemon = True
             killer[0].start()
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        with signals_handled(handler):
+            yield
     finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
         for timer in killer:
             timer.cancel()
 

@@ -86,7 +86,9 @@ class MoveState:
                ("Duration", f"{t.duration_s:.1f} s" if t and t.duration_s is not None else "-")]
         if "probes_lost" in ping:
             fig.append(("Probes lost", f"{ping['probes_lost']} of {ping['probes_sent']}"))
-            fig.append(("Longest outage", f"{ping['longest_outage_ms']:g} ms"))
+            if ping.get("probes_late") is not None:
+                fig.append(("Probes late", f"{ping['probes_late']} (after {ping.get('late_after_ms', 0):.0f} ms)"))
+            fig.append(("Longest outage", f"{ping['longest_outage_ms']:.0f} ms"))
         elif ping.get("note"):
             fig.append(("Ping", ping["note"]))
         if self.force_reason:

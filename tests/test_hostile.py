@@ -9,7 +9,6 @@ reports directory changes none of these runs' exit codes; ``runbook reports`` na
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 import runbook
 import runbook_lab as lab_mod

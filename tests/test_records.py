@@ -294,6 +294,7 @@ def test_record_only_report_shows_every_value_as_text(tmp_path: Path) -> None:
     for title in ("Plan", "Checks", "What went wrong", "Task and vCenter events", "Ping through the move"):
         assert title in page, title
     assert page.count("&lt;img src=x onerror=alert(1)&gt;") >= 8  # shown as text, in every section
+    assert "\u202e" not in page and "[U+202E]gnp.exe" in page  # a bidi override reorders nothing: it is shown
 
 
 def test_checks_table_escapes_every_cell() -> None:

@@ -278,13 +278,24 @@ def write_html(run_dir: Path, data: dict[str, Any] | None = None, *, with_code: 
                  "runbook_banner_class": _BANNER_CLASS.get(str(data.get("outcome")), "rb-warn")}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     target = run_dir / "report.html"
-    rec.write_atomic(target, scrub(_strip_css_comments(body)))
+    rec.write_atomic(target, scrub(_visible_bidi(_strip_css_comments(body))))
     if notebook.exists() and notebook.parent == run_dir:
         text = notebook.read_text()
         clean = scrub(text)
         if clean != text:
             rec.write_atomic(notebook, clean)
     return target
+
+
+# Unicode's bidirectional overrides, embeddings and isolates ("Trojan Source"): in a name they can make a page
+# show text other than what the record holds (a VM named "\u202egnp.exe" reads "exe.png"). Pages show them.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible_bidi(page: str) -> str:
+    """Bidirectional control characters shown as ``[U+202E]``: a page shows what the record holds, in order.
+    (The record keeps the name as the vCenter returns it; marks such as U+200F stay, they reorder nothing.)"""
+    return _BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", page)
 
 
 def _strip_css_comments(page: str) -> str:
@@ -413,5 +424,5 @@ def write_index(reports_dir: Path | None = None) -> Path:
     page = env.get_template("reports_index.html.j2").render(runs=rows, skipped=skipped,
                                                             generated=rec.iso(rec.utcnow()))
     target = reports_dir / "index.html"
-    rec.write_atomic(target, scrub(page))
+    rec.write_atomic(target, scrub(_visible_bidi(page)))
     return target

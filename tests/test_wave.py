@@ -32,6 +32,11 @@ def _wave(info, request, tmp_path: Path, **kwargs):
     return result, events
 
 
+def _lab_concurrency(info) -> dict:
+    """The most relocations the lab ran at once per host and per datastore (sim/concurrency.go)."""
+    return lab_mod.LabControl(info)._call("/concurrency")
+
+
 def _host_of(info, vm: str) -> str:
     return lab_mod.LabControl(info).placement(vm)["host"]
 
@@ -133,6 +138,10 @@ def test_drain_empties_the_datastore_onto_shared_storage(fresh_lab, tmp_path):
             continue
         assert move["target_datastore"] == "nfs-01"  # shared and roomiest; never a local datastore
         assert _datastores_of(info, move["vm"]) == ["nfs-01"], move["vm"]
+    counted = _lab_concurrency(info)  # Storage vMotions: 2 per host, 8 per datastore, as the lab counted them
+    assert counted["relocations"] == 3
+    assert all(c["storage_peak"] <= 2 for c in counted["hosts"].values()), counted
+    assert all(c["storage_peak"] <= 8 for c in counted["datastores"].values()), counted
 
 
 def test_dry_run_and_a_failing_row_change_nothing_skip_failing_runs_the_rest(fresh_lab, tmp_path):
@@ -263,5 +272,9 @@ def test_sigterm_mid_wave_lets_running_moves_finish_and_the_limits_hold(fresh_la
         assert _host_of(info, m["vm"]) == (m["target_host"] if m["status"] == "moved" else ESX1), m["vm"]
     spans = _vcenter_tasks(info, [m["task"] for m in moved])
     assert 2 <= _most_at_once(spans) <= 3  # the queue was kept full, never over the limit
+    counted = _lab_concurrency(info)  # as the lab itself counted them, per host and datastore
+    assert counted["relocations"] == len(moved)
+    assert 2 <= counted["hosts"][ESX1]["peak"] <= 3, counted
+    assert all(c["peak"] <= 3 for c in counted["hosts"].values()), counted
     peak = {(c["kind"], c["name"]): c for c in data["concurrency"]}[("net", ESX1)]
     assert peak["peak"] <= peak["limit"] == 3

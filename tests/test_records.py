@@ -295,6 +295,8 @@ def test_record_only_report_shows_every_value_as_text(tmp_path: Path) -> None:
         assert title in page, title
     assert page.count("&lt;img src=x onerror=alert(1)&gt;") >= 8  # shown as text, in every section
     assert "\u202e" not in page and "[U+202E]gnp.exe" in page  # a bidi override reorders nothing: it is shown
+    plan_table = page[page.index('id="Plan"'):page.index('id="Checks"')]
+    assert "bold&lt;/b&gt;" in plan_table and "bold&lt;%2fb&gt;" not in plan_table.split("</p>", 1)[1]  # names as written
 
 
 def test_checks_table_escapes_every_cell() -> None:

@@ -99,6 +99,13 @@ def _name(value: Any) -> str:
     return display_name(str(value)) if value else ""
 
 
+def _names(value: Any) -> Any:
+    """A name or a list of names as people wrote them; anything else as it is."""
+    if isinstance(value, list):
+        return [_names(v) for v in value]
+    return display_name(value) if isinstance(value, str) else value
+
+
 # -- the notebook as a report ---------------------------------------------------------------------------
 def _heading(cell: nbformat.NotebookNode) -> str | None:
     for line in cell.source.splitlines():
@@ -219,9 +226,11 @@ def record_notebook(data: dict[str, Any], ping_chart: Any = None) -> nbformat.No
         section("What went wrong", _table(data["error"]), text=str(data.get("summary") or ""))
     if data.get("plan"):
         plan = data["plan"]
-        section("Plan", _table({k: plan.get(k) for k in ("vm", "vm_moid", "power_state", "kind", "source_host",
-                                                           "run_host", "vm_datastores", "target_datastore",
-                                                           "resource_pool", "priority") if k in plan}),
+        names = ("vm", "source_host", "run_host", "vm_datastores", "target_datastore", "resource_pool")
+        section("Plan", _table({k: _names(plan.get(k)) if k in names else plan.get(k)
+                                for k in ("vm", "vm_moid", "power_state", "kind", "source_host", "run_host",
+                                          "vm_datastores", "target_datastore", "resource_pool", "priority")
+                                if k in plan}),
                 text=str(data.get("move") or ""))
     elif data.get("parameters"):
         section("Parameters", _table(data["parameters"]))

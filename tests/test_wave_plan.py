@@ -127,3 +127,20 @@ def test_wave_requests_validate_and_stay_out_of_the_notebook_kinds():
     with pytest.raises(BadInput, match="ping of a wave"):
         EvacuateRequest(host="h", ping="10.0.0.1")
     assert [p.name for p in EvacuateRequest.params()][:3] == ["host", "to", "maintenance"]
+
+
+def test_every_wave_command_is_in_the_help_and_the_readme():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    runbook = str(Path(sys.executable).with_name("runbook"))
+    listed = subprocess.run([runbook, "--help"], capture_output=True, text=True).stdout
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for command in ("evacuate", "drain", "undo"):
+        assert command in listed
+        assert f"runbook {command}" in readme, f"README does not document runbook {command}"
+        usage = subprocess.run([runbook, command, "--help"], capture_output=True, text=True).stdout
+        assert "examples:" in usage and "exit codes:" in usage
+    assert "runbook migrate --plan" in readme
+    assert "--plan" in subprocess.run([runbook, "migrate", "--help"], capture_output=True, text=True).stdout

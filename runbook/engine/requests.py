@@ -414,7 +414,7 @@ class DrainRequest(WaveRequest):
     to: list = param([], "target datastores (names or moids; comma-separated or repeatable); empty: every other "
                          "datastore the VM's host mounts", repeat=True, metavar="DATASTORE[,DATASTORE...]")
     disk_format: str = param("same", "same, thin, thick or eagerzeroedthick", choices=DISK_FORMATS)
-    min_free: float = param(10.0, "no target datastore may go below this free space, in % of its capacity",
+    min_free: float = param(10.0, "no target datastore may go below this free space, in percent of its capacity",
                             minimum=0.0, maximum=95.0, metavar="PCT")
 
     def _validate(self) -> None:

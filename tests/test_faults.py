@@ -22,9 +22,20 @@ from runbook.engine.events import RunFinished, Step, TaskProgress
 from runbook.records.record import EXIT_OF_OUTCOME
 from runbook.vsphere.connection import login, logout
 from conftest import lab_settings as settings_of, start_in_background as start_move
-from tcpproxy import TcpProxy
+from tcpproxy import TcpProxy as _TcpProxy
 
 RUNBOOK = str(Path(sys.executable).with_name("runbook"))
+
+
+class TcpProxy(_TcpProxy):
+    """tcpproxy's forwarder with no idle timeout on its upstream sockets: the shared one gives them 5 s, so
+    on a loaded machine it drops a keep-alive connection between two requests of the checks by itself
+    (BrokenPipeError, FAILED) before the test cuts anything."""
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        src.settimeout(None)
+        _TcpProxy._pipe(src, dst)
 
 
 def relocations(si, vm_name: str) -> list[tuple[str, str]]:
@@ -67,9 +78,10 @@ def test_connection_drop_while_moving_reattaches_and_records_the_real_outcome(fr
         logout(direct)
 
 
-def test_connection_drop_while_the_move_is_submitted_finds_the_task_instead_of_guessing(fresh_lab, tmp_path):
-    """The connection breaks while RelocateVM_Task is in flight (the lab answers it late): the engine logs in
-    again and looks for the relocation; the record names the one task the lab ran, or says UNKNOWN."""
+def _move_whose_submit_answer_is_lost(fresh_lab, tmp_path):
+    """A move whose connection breaks while RelocateVM_Task is in flight (the lab answers it 1 s late, the
+    move itself takes 3 s); returns the result, its record, the lab's relocations of the VM once they
+    ended, and where the lab says the VM is."""
     info = fresh_lab()
     control = lab_mod.LabControl(info)
     control.set_migration_seconds("web-01", 3)
@@ -94,13 +106,22 @@ def test_connection_drop_while_the_move_is_submitted_finds_the_task_instead_of_g
         moves = relocations(si, "web-01")
     finally:
         logout(si)
-    host = control.placement("web-01")["host"]
-    assert len(moves) == 1, moves  # never a second submission
+    return res, saved, moves, control.placement("web-01")["host"]
+
+
+def test_connection_drop_while_the_move_is_submitted_finds_the_task_instead_of_guessing(fresh_lab, tmp_path):
+    """The engine logs in again and looks for the relocation; the record names the one task the lab ran,
+    or says UNKNOWN; it never submits a second time. (Whether the lab still makes the task when the
+    connection that asked for it is gone varies from run to run: both cases must end true.)"""
+    res, saved, moves, host = _move_whose_submit_answer_is_lost(fresh_lab, tmp_path)
+    assert len(moves) <= 1, moves  # never a second submission
     if res.outcome == "SUCCEEDED":
         assert moves == [(saved["task"]["id"], "success")] and host == "esx-02.lab.local"
     else:
         assert res.outcome == "UNKNOWN" and res.exit_code == 5, res.summary
         assert "task" in res.summary
+        if not moves:
+            assert host == "esx-01.lab.local"
 
 
 def test_lab_stopped_mid_move_gives_unknown_outcome_with_the_task_id(fresh_lab, tmp_path, monkeypatch):

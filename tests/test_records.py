@@ -399,3 +399,16 @@ def test_any_name_in_a_record_only_report_is_text(tmp_path: Path, name: str) -> 
     run.finish("CHECKS FAILED", name)
     page = report.write_html(run.run_dir).read_text()
     assert not ACTIVE_MARKUP.findall(page)
+
+
+def test_a_record_the_schema_refuses_is_still_written_and_finished_with_a_notice(tmp_path: Path) -> None:
+    """A field of the wrong shape is our bug; the run must not stop half-way nor lose its true outcome."""
+    events: list = []
+    recorder = Recorder("migrate", {"vm": "web-01"}, runbook.RunContext(reports_dir=tmp_path, report=False),
+                        events.append).start()
+    recorder.set(checks="not a list")
+    data = recorder.finish("SUCCEEDED", "moved")
+    saved = json.loads(recorder.record.path.read_text())
+    assert saved["outcome"] == data["outcome"] == "SUCCEEDED" and saved["exit_code"] == 0
+    notices = [e.text for e in events if e.kind == "notice"]
+    assert notices and all("does not follow record.schema.json" in n for n in notices)

@@ -48,7 +48,8 @@ _WORDLIKE_MAX = 8
 
 
 class RecordInvalid(ValueError):
-    """A record that does not follow record.schema.json: a programming error, never written to disk."""
+    """A record that does not follow record.schema.json: a programming error. ``RunRecord.save`` refuses it;
+    the engine's recorder still writes it (with a notice), since a run must not lose its true record."""
 
 
 def utcnow() -> dt.datetime:

@@ -9,6 +9,7 @@ it never changes the outcome or the exit code. A second ``finish()`` is a progra
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -45,17 +46,27 @@ class Recorder:
                                 parameters=self.parameters, data=rec.load(run_dir) or {})
         self.record.data["via"] = self.context.via
         self.data = self.record.data
-        if settings is not None:
-            self.record.connected(settings)
-        else:
-            self.record.save()
+        self._saved(lambda: self.record.connected(settings) if settings is not None else self.record.save())
         return self
 
     def set(self, **values: Any) -> None:
         if self.record is not None:
-            self.record.set(**values)
+            self._saved(lambda: self.record.set(**values))
         else:
             self.data.update(rec._plain(values))
+
+    def _saved(self, save: Any) -> None:
+        """Save through the schema's check; a record the schema refuses (a bug of ours) is still written, with
+        a notice: a run must never lose its true record, nor stop half-way, over a field's shape."""
+        from runbook.engine.events import Notice
+
+        try:
+            save()
+        except rec.RecordInvalid as exc:
+            log.warning("%s", exc)
+            self.emit(Notice("warning", f"{exc}; it was written as it is"))
+            rec.write_atomic(self.record.path, rec.scrub(json.dumps(self.record.data, indent=2, default=str,
+                                                                     allow_nan=False) + "\n"))
 
     def finish(self, outcome: str, summary: str, *, error: BaseException | dict | None = None,
                ping_chart: Any = None, **values: Any) -> dict[str, Any]:
@@ -70,7 +81,7 @@ class Recorder:
         if error is not None:
             values["error"] = error
         if self.record is not None:
-            self.record.finish(outcome, summary, **values)
+            self._saved(lambda: self.record.finish(outcome, summary, **values))
         else:
             self.data.update(rec._plain(values))
             self.data.update(outcome=outcome, summary=summary, exit_code=EXIT_OF_OUTCOME[outcome])

@@ -260,3 +260,15 @@ def test_migrate_from_the_widgets_moves_the_vm_and_writes_the_record(fresh_lab, 
     wz.pick(vm=str(_vm(inv, "web-03")["moid"]))
     assert wz.result_out.outputs == () and wz.checks_out.outputs == ()
     assert wz.run_box.layout.display == "none" and wz.progress.value == 0 and wz.state.value == ""
+
+
+def test_a_datastore_that_already_holds_the_disks_offers_only_the_same_format(inventory) -> None:
+    c = _picked(inventory, "web-01", "both")
+    c.choose("host", _value(c.host_options(), "esx-02"))
+    here = [v for label, v in c.datastore_options() if label.startswith("nfs-01")]
+    elsewhere = [v for label, v in c.datastore_options() if label.startswith("nfs-02")]
+    assert here and elsewhere, c.datastore_options()
+    c.choose("datastore", here[0])  # web-01's disk is on nfs-01: a format change would need a copy
+    assert [fmt for _, fmt in c.format_options()] == ["same"]
+    c.choose("datastore", elsewhere[0])
+    assert [fmt for _, fmt in c.format_options()] == ["same", "thin", "thick", "eagerzeroedthick"]

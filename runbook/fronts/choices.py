@@ -189,8 +189,15 @@ class Choices:
         return out
 
     def format_options(self) -> list[Option]:
+        """The disk formats; only "same" when every disk already sits on the chosen datastore (vCenter changes
+        a format only when it copies the disk)."""
         if not self.needed("disk_format") or self.datastore is None:
             return []
+        target = self.inventory.datastores[self.inventory.datastores["moid"] == self.datastore]
+        name = str(target.iloc[0]["name"]) if len(target) else None
+        disks = [d for d in (self._vm_row().get("disks") or [])]
+        if name and disks and all(d.get("datastore") == name for d in disks):
+            return [(FORMAT_LABELS["same"] + " (the disks stay on this datastore)", "same")]
         return [(label, fmt) for fmt, label in FORMAT_LABELS.items()]
 
     def options(self, step: str) -> list[Option]:

@@ -81,8 +81,8 @@ def figures(words: str, moves: Sequence[dict[str, Any]], wall_s: float | None) -
 
 
 def timeline_chart(moves: Sequence[dict[str, Any]], rows: dict[str, Move], limits: Limits, path: Path) -> Path | None:
-    """A Gantt of the moves (one bar per VM, its vCenter task) above the concurrency per host against its
-    vMotion limit; written as PNG to ``path``. None when no task ran."""
+    """A Gantt of the moves (one bar per VM, its vCenter task) beside each VM's longest outage, above the
+    moves at once per host against its vMotion limit; written as PNG to ``path``. None when no task ran."""
     spans = [(m, _when(m.get("started")) or _when(m.get("queued")), _when(m.get("completed"))) for m in moves]
     spans = [(m, s, e) for m, s, e in spans if s and e]
     if not spans:
@@ -95,14 +95,20 @@ def timeline_chart(moves: Sequence[dict[str, Any]], rows: dict[str, Move], limit
     colours = {"moved": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00", "unknown": "#6a1b9a"}
     t0 = min(s for _, s, _ in spans)
     height = min(2 + 0.18 * len(spans), 14)
-    fig, (gantt, load) = plt.subplots(2, 1, figsize=(10, height + 2.5), sharex=True,
-                                      gridspec_kw={"height_ratios": [height, 2.5]})
+    fig = plt.figure(figsize=(11, height + 2.5))
+    grid = fig.add_gridspec(2, 2, width_ratios=[4, 1], height_ratios=[height, 2.5])
+    gantt = fig.add_subplot(grid[0, 0])
+    outage = fig.add_subplot(grid[0, 1], sharey=gantt)
+    load = fig.add_subplot(grid[1, 0], sharex=gantt)
     for i, (m, s, e) in enumerate(spans):
         gantt.barh(i, (e - s).total_seconds(), left=(s - t0).total_seconds(), height=0.7,
                    color=colours.get(m["status"], "#757575"))
     gantt.set_yticks(range(len(spans)), [m["vm"] for m, _, _ in spans], fontsize=7)
     gantt.invert_yaxis()
     gantt.set_title("Moves of the wave (vCenter task start to end)")
+    outage.barh(range(len(spans)), [m.get("outage_ms") or 0 for m, _, _ in spans], height=0.7, color="#1565c0")
+    outage.set_title("Longest outage (ms)")
+    outage.tick_params(axis="y", labelleft=False)
     points = sorted({(s - t0).total_seconds() for _, s, _ in spans} | {(e - t0).total_seconds() for _, _, e in spans})
     hosts = sorted({h for m, _, _ in spans if m["vm"] in rows for h in rows[m["vm"]].hosts})
     for host in hosts:

@@ -201,9 +201,10 @@ class _Run:
         except LOST_CONNECTION as exc:
             log.warning("connection lost while submitting the move (%s); looking for its task", exc)
             self.si = relogin_within(lambda: login(self.settings), "-", RECONNECT_S)
-            running = active_relocation(self.si, r.vm_moid)
-            if running:
-                return running
+            since = (self.submitted_at or dt.datetime.now(dt.timezone.utc)) - dt.timedelta(seconds=2)
+            made = relocations_since(self.si, r.vm_moid, since)  # running, or already ended
+            if made:
+                return made[-1]
             raise OutcomeUnknown("-", "the connection broke while the move was submitted and no running "
                                       f"relocation of {r.vm} was found: check the VM's tasks") from None
 

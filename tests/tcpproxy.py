@@ -33,6 +33,7 @@ class TcpProxy:
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)  # 5 s to connect; an idle keep-alive connection must not time out
             except OSError:
                 client.close()
                 continue

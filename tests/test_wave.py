@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 import runbook
 import runbook_lab as lab_mod
@@ -278,3 +279,17 @@ def test_sigterm_mid_wave_lets_running_moves_finish_and_the_limits_hold(fresh_la
     assert all(c["peak"] <= 3 for c in counted["hosts"].values()), counted
     peak = {(c["kind"], c["name"]): c for c in data["concurrency"]}[("net", ESX1)]
     assert peak["peak"] <= peak["limit"] == 3
+
+
+def test_undo_of_a_single_move_and_of_a_run_that_is_not_there(fresh_lab, tmp_path):
+    info = fresh_lab("default")
+    moved = runbook.migrate(runbook.MoveRequest(vm="web-01", target_host=ESX2, ping="none"),
+                            settings=lab_settings(info), context=RunContext(reports_dir=tmp_path / "reports"))
+    assert moved.outcome == "SUCCEEDED" and _host_of(info, "web-01") == ESX2
+    result, _ = _wave(info, runbook.UndoRequest(run_id=moved.run_dir.name, ping="none"), tmp_path)
+    assert result.outcome == "SUCCEEDED", result.summary
+    assert result.record["plan_table"][0]["reason"] == f"back to where run {moved.run_dir.name} found it"
+    assert _host_of(info, "web-01") == ESX1
+    with pytest.raises(runbook.BadInput, match="no run 'run-nowhere'"):
+        runbook.wave(runbook.UndoRequest(run_id="run-nowhere"), settings=lab_settings(info),
+                     context=RunContext(reports_dir=tmp_path / "reports"))

@@ -43,3 +43,10 @@ def interruptible(cancel: threading.Event | None = None) -> Iterator[None]:
 
     with signals_handled(handler):
         yield
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """While a run ends (cancel, last probes, the record), a second Ctrl-C or SIGTERM must not cut it short."""
+    with signals_handled(signal.SIG_IGN):  # type: ignore[arg-type]
+        yield

@@ -24,7 +24,8 @@ from runbook.domain.plan import resolve
 from runbook.domain.spec import build_relocate_spec, move_priority, spec_to_dict, stub_morefs
 from runbook.engine.context import RunContext
 from runbook.engine.events import CheckDone, Emitter, Notice, PingSample, RunStarted, Sink, Step, TaskProgress
-from runbook.engine.interrupt import Interrupted, interruptible, signals_handled
+from runbook.engine.interrupt import Interrupted, interruptible, shielded
+from runbook.engine.probing import start_probes, stop_probes
 from runbook.engine.requests import CheckRequest, MoveRequest, build
 from runbook.engine.result import RunResult
 from runbook.errors import BadInput, OutcomeUnknown, RunbookError, TaskTimeout
@@ -221,44 +222,12 @@ class _Run:
             raise Interrupted("cancel requested")
 
     def _start_ping(self) -> Any:
-        from runbook.probes.ping import ProbeMonitor
-
-        s, r, req = self.state, self.state.resolved, self.request
-        target = req.ping.strip()
-        if target.lower() == "none":
-            s.ping_note = "ping not asked for (ping=none)"
-            return None
-        if target.lower() == "auto":
-            if r.power_state != "poweredOn":
-                s.ping_note = "no ping: the VM is powered off (a cold migration has no ping window)"
-                return None
-            target = self.inventory.vm(r.vm_moid)["guest_ip"] or ""
-            if not target:
-                s.ping_note = (f"no ping: VM {r.vm} has no known guest IP (VMware Tools report none); "
-                               f"give ping=ADDRESS to measure it")
-                self.emit(Notice("warning", s.ping_note))
-                return None
-        monitor = ProbeMonitor(target, req.ping_interval, tcp_port=req.ping_tcp_port or None, tail=req.ping_tail)
-        monitor.start()  # PingNotPermitted / BadInput here: before the move, nothing changed
-        s.ping_note = f"probing {target} every {req.ping_interval * 1000:g} ms"
-        self.emit(Step("ping", "started", s.ping_note))
-        return monitor
+        return start_probes(self.request, self.state, self.inventory, self.emit)
 
     def _stop_ping(self, tail: float | None = None) -> None:
-        """Stop the probes after their tail. An interrupt during the tail cuts it short: the task has ended, so
-        the run goes on to its true outcome, and the record says what interrupted it."""
-        if self.monitor is None:
-            return
-        monitor, self.monitor = self.monitor, None
-        if monitor.tail and tail is None:
-            self.emit(Step("ping tail", "started", f"probing {monitor.tail:g} s more after the task"))
-        try:
-            self.state.ping = monitor.stop(tail)
-        except (Interrupted, KeyboardInterrupt) as exc:
-            self.interrupted = str(exc) or "SIGINT"
-            with _ignoring_interrupts():
-                self.state.ping = monitor.stop(0.0)
-            self.emit(Notice("warning", f"interrupted by {self.interrupted}: the probes' tail was cut short"))
+        if self.monitor is not None:
+            monitor, self.monitor = self.monitor, None
+            self.interrupted = stop_probes(monitor, self.state, self.emit, tail) or self.interrupted
 
     def _conclude(self, recorder: Recorder, error: RunbookError | None) -> None:
         s = self.state
@@ -270,7 +239,7 @@ class _Run:
         if isinstance(error, TaskTimeout):  # the cancel may not have been answered: ask how the task ended
             from runbook.engine.settle import task_end
 
-            with _ignoring_interrupts():
+            with shielded():
                 s.task = task_end(self.si, s.task_id, cancel=False, wait_s=CANCEL_WAIT_S,
                                   relogin=lambda: login(self.settings))
             if s.task is None:
@@ -282,7 +251,7 @@ class _Run:
                 late = f" (it went past the {self.request.timeout_s:g} s timeout; the cancel came too late)"
                 error = None
         self.emit(Step("verify", "started", "verifying where the vCenter says the VM is"))
-        with _ignoring_interrupts():  # the task has ended: reading where the VM is takes a moment, then the record
+        with shielded():  # the task has ended: reading where the VM is takes a moment, then the record
             self._read_after()
         values = self._values()
         if self.interrupted:
@@ -334,14 +303,14 @@ class _Run:
             with contextlib.suppress(Exception):
                 chart = s.ping_chart()
         values.setdefault("figures", s.figures())
-        with _ignoring_interrupts():  # the record, report and index are written whole, once
+        with shielded():  # the record, report and index are written whole, once
             recorder.finish(outcome, summary, ping_chart=chart, **values)
 
     def _interrupted(self, recorder: Recorder, exc: Interrupted) -> None:
         """Cancel the task if one runs, wait briefly for its end, and record what the vCenter reports."""
         s, why = self.state, str(exc) or "SIGINT"
         error = {"type": "Interrupted", "message": f"interrupted by {why}"}
-        with _ignoring_interrupts():
+        with shielded():
             self._stop_ping()
             if s.task_id is None and self.submitted_at is not None:
                 s.task_id = self._submitted_task()
@@ -413,12 +382,3 @@ class _Run:
     def _unexpected(self, recorder: Recorder, exc: Exception) -> None:
         if not recorder.finished:
             self._refused_or_failed(recorder, RunbookError(f"{type(exc).__name__}: {exc}"))
-
-
-@contextlib.contextmanager
-def _ignoring_interrupts() -> Any:
-    """While a run ends (cancel, last probes, record), a second Ctrl-C or SIGTERM must not cut it short."""
-    import signal
-
-    with signals_handled(signal.SIG_IGN):  # type: ignore[arg-type]
-        yield

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pyVmomi import vim
@@ -55,12 +56,18 @@ def check(request: CheckRequest | dict, *, on_event: Sink | None = None, context
 
 
 def migrate(request: MoveRequest | dict, *, on_event: Sink | None = None, context: RunContext | None = None,
-            settings: Settings | None = None, cancel: threading.Event | None = None) -> RunResult:
+            settings: Settings | None = None, cancel: threading.Event | None = None,
+            before_submit: Callable[[], None] | None = None) -> RunResult:
     """Move one VM as the request says; never raises once the record exists (the outcome says how it
-    ended). ``cancel``: set it to stop the run (the task is cancelled), like SIGINT or SIGTERM."""
+    ended). ``cancel``: set it to stop the run (the task is cancelled), like SIGINT or SIGTERM.
+    ``before_submit``: called once the move is checked, locked and probed, right before the relocation is
+    submitted (a wave's admission within its limits); raising :class:`Interrupted` there ends the run
+    CANCELLED with nothing changed."""
     if isinstance(request, dict):
         request = build(MoveRequest, request)
-    return _Run(request, on_event, context, settings, None, cancel).run()
+    run = _Run(request, on_event, context, settings, None, cancel)
+    run.before_submit = before_submit
+    return run.run()
 
 
 class _Run:
@@ -84,6 +91,7 @@ class _Run:
         self.monitor: Any = None
         self.si: Any = None
         self.submitted_at: dt.datetime | None = None  # when RelocateVM_Task was sent (its answer may not have come)
+        self.before_submit: Callable[[], None] | None = None
         self.interrupted: str | None = None
 
     # -- the run ------------------------------------------------------------------------------------
@@ -173,6 +181,8 @@ class _Run:
             try:
                 if self.cancel.is_set():
                     raise Interrupted("cancelled before the move was submitted")
+                if self.before_submit is not None:
+                    self.before_submit()
                 if self.monitor:
                     self.monitor.mark("task_submitted")
                 self.emit(Step("submit", "started", f"submitting the relocation of {r.vm}"))

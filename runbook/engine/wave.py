@@ -32,6 +32,7 @@ from runbook.domain.checks import FAIL
 from runbook.domain.concurrency import Limits, move_of
 from runbook.engine import wave_record
 from runbook.engine.context import RunContext
+from runbook.engine.interrupt import signals_handled
 from runbook.engine.events import Emitter, Notice, RunStarted, Sink, Step
 from runbook.engine.requests import (
     DrainRequest, EvacuateRequest, PlanRequest, UndoRequest, WaveRequest,
@@ -288,22 +289,14 @@ class _Wave:
     @contextlib.contextmanager
     def _signals(self) -> Any:
         """SIGINT and SIGTERM stop the wave (nothing new starts); a second one cancels the running tasks."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
         def handler(signum: int, frame: Any) -> None:
             self.signals.append(signal.Signals(signum).name)
             if len(self.signals) == 2:
                 for child in list(self.children.values()):
                     child.cancel.set()
 
-        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with signals_handled(handler):
             yield
-        finally:
-            for sig, previous in old.items():
-                signal.signal(sig, previous)
 
     def _drain_children(self) -> None:
         """After an unexpected error: no move waiting at the gate is admitted; the running ones end."""

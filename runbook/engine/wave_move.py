@@ -3,8 +3,8 @@
 The move prepares while others run (looks the VM up, checks it, locks it, starts its probes) and then
 waits at the wave's gate, at the moment it would submit its relocation: the wave admits it when it fits
 the concurrency limits, or answers that the wave stopped, and the move then ends CANCELLED having changed
-nothing. The gate is the move's event sink, which the engine calls in the move's own thread right before
-the submission ("submit" step).
+nothing. The gate is the engine's ``before_submit`` hook, called in the move's own thread right before the
+submission.
 """
 from __future__ import annotations
 
@@ -55,25 +55,26 @@ class VmMove:
 
         try:
             self.result = migrate(self.request, on_event=self._sink, context=self.context,
-                                  settings=self.wave.settings, cancel=self.cancel)
+                                  settings=self.wave.settings, cancel=self.cancel, before_submit=self._gate)
         except BaseException as exc:  # a refusal before its record existed (a VM gone since the plan...)
             self.wave.inbox.put(("refused", self, exc))
         finally:
             self.wave.inbox.put(("done", self, None))
 
+    def _gate(self) -> None:
+        """Right before the submission, in the move's thread: the move prepared (looked up, checked, locked the
+        VM, started its probes) while others ran, and it submits only when the wave admits it within the
+        limits; a wave that stops answers with Interrupted, so the move ends CANCELLED with nothing changed."""
+        self.wave.inbox.put(("ready", self, None))
+        while not self.gate.wait(0.2):
+            if self.cancel.is_set():
+                raise Interrupted("the wave was interrupted before this move was submitted")
+        if not self.admitted:
+            raise Interrupted("the wave stopped before this move was submitted")
+
     def _sink(self, event: Any) -> None:
-        """The move's events, in its thread. At "submit" the move waits at the wave's gate: it prepared
-        (looked up, checked, locked the VM, started its probes) while others ran, and it submits only
-        when the wave admits it within the limits; a wave that stops answers with Interrupted, so the
-        move ends CANCELLED with nothing changed."""
-        if isinstance(event, Step) and event.name == "submit" and event.state == "started":
-            self.wave.inbox.put(("ready", self, None))
-            while not self.gate.wait(0.2):
-                if self.cancel.is_set():
-                    raise Interrupted("the wave was interrupted before this move was submitted")
-            if not self.admitted:
-                raise Interrupted("the wave stopped before this move was submitted")
-        elif isinstance(event, Step) and event.name == "task":
+        """The move's events, in its thread: its task's start and end, and its warnings, for the wave."""
+        if isinstance(event, Step) and event.name == "task":
             self.wave.inbox.put(("task " + event.state, self, event))
         elif isinstance(event, Notice) and event.level == "warning":
             self.wave.emit(Notice("warning", f"{self.row.vm}: {event.text}"))

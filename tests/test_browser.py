@@ -211,11 +211,11 @@ def test_choose_check_and_migrate_in_jupyterlab(jupyterlab, page) -> None:
     text = outcome.inner_text()
     assert "SUCCEEDED" in text, text
     assert "Probes lost" in text and " of " in text, text
-    assert "lost" in page.locator(".rb-ping").inner_text()
+    assert "probes" in page.locator(".rb-ping").inner_text()
 
     where = LabControl(lab["info"]).placement("web-01")
     assert where["host"] == target
-    assert [d for d in where["datastores"] if "nfs-02" in d] and len(where["datastores"]) == 1, where
+    assert len(where["datastores"]) == 1, where  # the lab names datastores by moid (datastore-NN): names below
     with connect(settings_from_env()) as si:
         now = placement(si, where["vm"])
     assert {d["datastore"] for d in now["disks"]} == {"nfs-02"}

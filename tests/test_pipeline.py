@@ -124,7 +124,7 @@ def test_index_and_reports_command_list_every_run(headless: dict) -> None:
     move = runs[(runs["outcome"] == "SUCCEEDED") & (runs["kind"] == "migrate")].iloc[0]
     assert move["vm"] == "web-01" and move["probes_lost"] >= 0 and move["duration_s"] > 0
     for link in runs["report"]:
-        assert (headless["reports"] / link).is_file() and f'href="{link}"' in index
+        assert (headless["reports"] / link).is_file() and f'href="./{link}"' in index  # relative, never a scheme
     listing = headless["listing"]
     assert listing.returncode == 0 and listing.stdout.count("CHG-42") == 1
     assert "web-01" in listing.stdout and "SUCCEEDED" in listing.stdout

@@ -181,7 +181,7 @@ def _run_wave(request: Request, args: argparse.Namespace) -> int:
     from runbook.engine.events import RunFinished, printer
     from runbook.engine.wave import wave
 
-    show = printer(print)
+    show = printer(lambda text: print(text, flush=True))  # live through a pipe too (a scheduler, a log)
 
     def on_event(event: Any) -> None:
         if not args.quiet and not isinstance(event, RunFinished):
@@ -210,7 +210,7 @@ def _run(request: Request, args: argparse.Namespace) -> int:
     loading.join()
     from runbook.fronts.pipeline import run_notebook
 
-    show = printer(print)
+    show = printer(lambda text: print(text, flush=True))  # live through a pipe too (a scheduler, a log)
 
     def on_event(event: Any) -> None:
         if not args.quiet and not isinstance(event, RunFinished):  # the outcome is printed from the record

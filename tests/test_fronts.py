@@ -112,6 +112,9 @@ def test_papermill_apply_false_changes_no_host_and_says_dry_run(fresh_lab, tmp_p
 def test_the_first_check_is_on_the_terminal_before_the_task_starts(fresh_lab, tmp_path):
     info = fresh_lab()
     lab_mod.LabControl(info).set_migration_seconds("web-01", 4)
+    # the vCenter's own verdict comes 1.5 s after the local checks: lines printed only at the end (a buffered
+    # pipe, a run that prints when it is done) reach the terminal after the task started
+    lab_mod.LabControl(info).set_delay("CheckRelocate_Task", 1500)
     proc = subprocess.Popen([RUNBOOK, "migrate", "--vm", "web-01", "--host", "esx-02.lab.local", "--ping", "none"],
                             env=_env(info, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first_check = progress = None

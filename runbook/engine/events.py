@@ -154,7 +154,7 @@ class Emitter:
 
 
 @contextlib.contextmanager
-def follow(path: Path, sink: Sink, interval: float = 0.1) -> Iterator[None]:
+def follow(path: Path, sink: Sink, interval: float = 0.05) -> Iterator[None]:
     """Deliver the events another process appends to ``path`` while the block runs (and the rest after)."""
     stop = threading.Event()
     offset = 0

@@ -140,6 +140,12 @@ class Emitter:
         self.sink, self.path = sink, path
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_run(cls, sink: Sink | None, context: Any) -> "Emitter":
+        """The emitter of a run: the front's sink, and the events file when the context asks for one."""
+        follow = getattr(context, "events_file", False) and getattr(context, "run_dir", None)
+        return cls(sink, Path(context.run_dir) / EVENTS_FILE if follow else None)
+
     def __call__(self, event: Event) -> None:
         if self.path is not None:
             with self._lock, contextlib.suppress(OSError):

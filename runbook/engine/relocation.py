@@ -81,12 +81,7 @@ class _Run:
         self.settings = settings
         self.inventory = inventory
         self.cancel = cancel or threading.Event()
-        self.events_path = None
-        if self.context.events_file and self.context.run_dir:
-            from runbook.engine.events import EVENTS_FILE
-
-            self.events_path = self.context.run_dir / EVENTS_FILE
-        self.emit = Emitter(on_event, self.events_path)
+        self.emit = Emitter.for_run(on_event, self.context)
         self.state: MoveState | None = None
         self.monitor: Any = None
         self.si: Any = None
@@ -301,7 +296,7 @@ class _Run:
         s = self.state
         return {"placement": {"before": s.before, "after": s.after}, "events": s.events,
                 "verification": s.verification.to_dict("records") if s.verification is not None else None,
-                "task": s.task.to_dict() if s.task else {"id": s.task_id, "state": "cancelled"},
+                "task": s.task.to_dict() if s.task else {"id": s.task_id, "state": "unknown"},
                 "ping": s.ping_summary()}
 
     # -- how a run ends -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+
 from runbook.engine.context import RunContext
 from runbook.engine.events import Emitter, RunStarted, Sink, Step
 from runbook.engine.interrupt import Interrupted, interruptible
@@ -31,7 +32,7 @@ def inventory(request: InventoryRequest | dict | None = None, *, on_event: Sink 
 
     request = build(InventoryRequest, request or {}) if not isinstance(request, InventoryRequest) else request
     context = context or RunContext()
-    emit = _emitter(on_event, context)
+    emit = Emitter.for_run(on_event, context)
     settings = settings or settings_from_env()
     si = login(settings)
     try:
@@ -68,7 +69,7 @@ def enable_vmotion(request: EnableVmotionRequest | dict, *, on_event: Sink | Non
 
     request = build(EnableVmotionRequest, request) if isinstance(request, dict) else request
     context = context or RunContext()
-    emit = _emitter(on_event, context)
+    emit = Emitter.for_run(on_event, context)
     settings = settings or settings_from_env()
     si = login(settings)
     try:
@@ -105,11 +106,4 @@ def enable_vmotion(request: EnableVmotionRequest | dict, *, on_event: Sink | Non
     finally:
         with contextlib.suppress(Exception):
             logout(si)
-
-
-def _emitter(on_event: Sink | None, context: RunContext) -> Emitter:
-    from runbook.engine.events import EVENTS_FILE
-
-    path = context.run_dir / EVENTS_FILE if context.events_file and context.run_dir else None
-    return Emitter(on_event, path)
 

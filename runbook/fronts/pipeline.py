@@ -34,6 +34,7 @@ from runbook.engine.requests import Request
 from runbook.engine.result import RunResult
 from runbook.errors import BadInput
 from runbook.records import record as rec
+from runbook.records.recorder import first_line as _first_line
 
 log = logging.getLogger("runbook")
 skip_iri_grammar()  # before papermill brings in jsonschema
@@ -236,7 +237,3 @@ def _render(run_dir: Path, data: dict[str, Any], context: RunContext, notices: l
         notices.append(f"the reports index could not be updated ({type(exc).__name__}: {exc})")
     return html
 
-
-def _first_line(text: Any, default: str) -> str:
-    text = str(text or "").strip()
-    return text.splitlines()[0].strip() if text else default

@@ -77,7 +77,7 @@ class Recorder:
             raise RuntimeError(f"the record of this {self.kind} run was already finalised")
         self.finished = True
         if isinstance(error, BaseException):
-            error = {"type": type(error).__name__, "message": _first_line(str(error), type(error).__name__)}
+            error = {"type": type(error).__name__, "message": first_line(str(error), type(error).__name__)}
         if error is not None:
             values["error"] = error
         if self.record is not None:
@@ -109,6 +109,7 @@ class Recorder:
         return int(self.data.get("exit_code", EXIT_OF_OUTCOME.get(str(self.data.get("outcome")), 1)))
 
 
-def _first_line(text: str, default: str) -> str:
-    text = text.strip()
+def first_line(text: Any, default: str) -> str:
+    """The first line of an error's text (``default`` when it has none): what a record and a terminal show."""
+    text = str(text or "").strip()
     return text.splitlines()[0].strip() if text else default

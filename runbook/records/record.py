@@ -36,6 +36,20 @@ OUTCOMES = ("SUCCEEDED", "FAILED", "CHECKS FAILED", "REFUSED", "DRY RUN", "TIMED
 #: The exit code the command line returns for each outcome (see errors.py and the README).
 EXIT_OF_OUTCOME = {"SUCCEEDED": 0, "DRY RUN": 0, "NO CHANGE": 0, "FAILED": 1, "CHECKS FAILED": 2, "REFUSED": 2,
                    "TIMED OUT": 3, "CANCELLED": 3, "UNKNOWN": 5}
+#: What a check's outcome means to a reader: a check PASSED or FAILED (a check that "SUCCEEDED" reads like a move).
+_CHECK_WORDS = {"SUCCEEDED": "PASSED", "CHECKS FAILED": "FAILED"}
+
+
+def outcome_word(kind: str, outcome: str) -> str:
+    """The word a reader sees for a run's outcome (banner, index, terminal): per kind, so that a check reads
+    PASSED or FAILED and a move SUCCEEDED, FAILED, TIMED OUT, CANCELLED, REFUSED... The record's ``outcome``
+    field and the exit codes stay as they are; this is only how they read."""
+    outcome = str(outcome or "UNKNOWN")
+    if kind == "check":
+        return _CHECK_WORDS.get(outcome, outcome)
+    return outcome
+
+
 _SECRET_KEYS = re.compile(r"pass|secret|token|cookie|session|credential", re.I)
 # pyvmomi's session cookie as it would appear in a repr, a header dump or an exception.
 _COOKIE = re.compile(r"(vmware_soap_session|vmware_cgi_ticket|vmware-api-session-id)(\s*[=:]\s*\\?[\"']?)"

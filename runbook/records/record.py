@@ -183,6 +183,17 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
+def is_lab(settings: Any) -> bool:
+    """Whether ``settings`` address the lab vCenter: chosen as the embedded default, or the address of the lab
+    running on this machine (a GOVC_URL pointing at it). Recorded so that the index can tell lab runs apart."""
+    if str(getattr(settings, "source", "")).startswith("the lab"):
+        return True
+    from runbook.vsphere.labstate import running_lab
+
+    info = running_lab()
+    return info is not None and info.url.rstrip("/") == str(settings.url).rstrip("/")
+
+
 @dataclass
 class RunRecord:
     """What one run did. ``save()`` after every step so a crash still leaves a record."""
@@ -204,6 +215,7 @@ class RunRecord:
                                           "machine": socket.gethostname()})
         self.data.setdefault("via", "python")
         self.data.setdefault("vcenter", None)
+        self.data.setdefault("lab", None)
         self.data.setdefault("started", iso(utcnow()))
         self.data.setdefault("ended", None)
         self.data.setdefault("parameters", _jsonable(redact(self.parameters)))
@@ -223,6 +235,7 @@ class RunRecord:
     def connected(self, settings: Any) -> "RunRecord":
         """Record where and as whom: the address only, never the password or session."""
         self.data["vcenter"] = settings.url
+        self.data["lab"] = is_lab(settings)
         self.data["operator"]["vcenter_user"] = settings.username
         return self.save()
 

@@ -72,3 +72,39 @@ def test_enable_vmotion_needs_a_cluster_or_hosts_not_both():
     with pytest.raises(BadInput, match="either a cluster"):
         build("enable-vmotion", {"cluster": "C", "hosts": ["h"]})
     assert build("enable-vmotion", {"hosts": "esx-01, esx-02"}).hosts == ["esx-01", "esx-02"]
+
+
+def test_disk_placement_from_the_cli_papermill_or_python_is_the_same():
+    forms = [["Hard disk 1=nfs-02:thin", "2001=nfs:03"], '{"Hard disk 1": "nfs-02:thin", "2001": "nfs:03"}',
+             {"Hard disk 1": " nfs-02 : THIN ", 2001: "nfs:03"}, "Hard disk 1=nfs-02:thin, 2001=nfs:03"]
+    for form in forms:
+        request = build("migrate", {"vm": "a", "disk_placement": form, "disk_format": "thick"})
+        assert request.disk_placement == {"Hard disk 1": "nfs-02:thin", "2001": "nfs:03"}
+        # a format after the last ":" splits; "nfs:03" is a datastore; a disk without a format takes disk_format
+        assert request.plan().disk_placement == {"Hard disk 1": ("nfs-02", "thin"), "2001": ("nfs:03", "thick")}
+
+
+@pytest.mark.parametrize("value, words", [
+    (["Hard disk 1=:thin"], "names no datastore"), (["Hard disk 1=nfs-02:"], "empty format"),
+    (["=nfs-02"], "is not DISK=DATASTORE"), (["Hard disk 1"], "is not DISK=DATASTORE"),
+    ({"Hard disk 1": 3}, "non-empty text"), (["1=a", "1=b"], "disk '1' is mapped twice"),
+])
+def test_a_malformed_disk_placement_is_refused_in_one_line(value, words):
+    with pytest.raises(BadInput, match=words) as refused:
+        build("check", {"vm": "a", "target_host": "b", "disk_placement": value})
+    assert "\n" not in str(refused.value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=st.one_of(st.text(), st.lists(st.text(), max_size=3), st.dictionaries(st.text(), st.text(), max_size=3)))
+def test_any_disk_placement_gives_a_request_or_one_line_of_bad_input(value):
+    try:
+        request = build("migrate", {"vm": "web-01", "disk_placement": value})
+    except BadInput as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    for disk, target in request.plan().disk_placement.items():
+        datastore, fmt = target
+        assert disk.strip() == disk and disk and datastore.strip() == datastore and datastore
+        assert fmt in ("same", "thin", "thick", "eagerzeroedthick")
+    assert build("migrate", request.to_params()) == request  # and reads back as the same request

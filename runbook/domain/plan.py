@@ -39,6 +39,9 @@ class MigrationPlan:
     resource_pool: Optional[str] = None
     priority: str = "default"
     network_map: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: per-disk placement: a disk (label or device key) -> (datastore, format); those disks go there, not
+    #: to ``target_datastore`` (the VM's home and the other disks still follow ``target_datastore``)
+    disk_placement: Mapping[str, tuple[str, str]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -54,9 +57,12 @@ class MigrationPlan:
             problems.append(f"disk format {self.disk_format!r} is not one of {', '.join(DISK_FORMATS)}")
         if self.priority not in PRIORITIES:
             problems.append(f"priority {self.priority!r} is not one of {', '.join(PRIORITIES)}")
-        if not self.target_host and not self.target_datastore:
+        placement, placement_problems = _clean_disk_placement(self.disk_placement)
+        problems.extend(placement_problems)
+        object.__setattr__(self, "disk_placement", placement)
+        if not self.target_host and not self.target_datastore and not placement:
             problems.append("give a target host, a target datastore, or both")
-        if self.disk_format != "same" and not self.target_datastore:
+        if self.disk_format != "same" and not self.target_datastore and not placement:
             problems.append(
                 f"disk format {self.disk_format!r} needs a target datastore: a format only changes "
                 f"when the disks are copied"
@@ -71,7 +77,27 @@ class MigrationPlan:
         """The plan as plain data (for the JSON record)."""
         data = asdict(self)
         data["network_map"] = dict(self.network_map)
+        data["disk_placement"] = {disk: {"datastore": ds, "format": fmt}
+                                  for disk, (ds, fmt) in self.disk_placement.items()}
         return data
+
+
+def _clean_disk_placement(placement: Any) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """``{disk: (datastore, format)}`` with names stripped, or the problems (the request parses the text form)."""
+    if not placement:
+        return {}, []
+    if not isinstance(placement, Mapping):
+        return {}, [f"disk_placement must map a disk to (datastore, format), not {type(placement).__name__}"]
+    clean: dict[str, tuple[str, str]] = {}
+    problems = []
+    for disk, target in placement.items():
+        ok = isinstance(target, (tuple, list)) and len(target) == 2 and all(isinstance(t, str) for t in target)
+        if not ok or not str(disk).strip() or not target[0].strip() or target[1] not in DISK_FORMATS:
+            problems.append(f"disk_placement entry {disk!r}: {target!r} is malformed: give (datastore, format) with "
+                            f"a format of {', '.join(DISK_FORMATS)}")
+            continue
+        clean[str(disk).strip()] = (target[0].strip(), target[1])
+    return clean, problems
 
 
 def _clean_network_map(network_map: Any) -> tuple[dict[str, str], list[str]]:

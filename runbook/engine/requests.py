@@ -135,14 +135,26 @@ class CheckRequest(Request):
     network_map: dict = param({}, "the VM's port groups mapped to port groups of the target host: {\"old\": \"new\"} "
                                   "(on the command line: repeatable)",
                               flag="--network", repeat=True, metavar="OLD=NEW")
+    disk_placement: dict = param({}, "per-disk placement: a disk (label or device key) mapped to DATASTORE[:FORMAT] "
+                                     "(on the command line: repeatable)",
+                                 flag="--disk", repeat=True, metavar="DISK=DATASTORE[:FORMAT]")
 
     def _validate(self) -> None:
         problems = []
+        placement = {}
+        for disk, target in self.disk_placement.items():
+            try:
+                datastore, fmt = disk_target(target, disk)
+            except BadInput as exc:
+                problems.append(str(exc))
+                continue
+            placement[disk] = datastore if fmt is None else f"{datastore}:{fmt}"
+        object.__setattr__(self, "disk_placement", placement)
         if not self.vm:
             problems.append("no VM given: give the VM's name or moid (vm / --vm)")
-        if not self.target_host and not self.target_datastore:
+        if not self.target_host and not self.target_datastore and not self.disk_placement:
             problems.append("give a target host, a target datastore, or both (--host, --datastore)")
-        if self.disk_format != "same" and not self.target_datastore:
+        if self.disk_format != "same" and not self.target_datastore and not self.disk_placement:
             problems.append(f"disk format {self.disk_format!r} needs a target datastore: a format only changes "
                             f"when the disks are copied")
         if problems:
@@ -155,7 +167,39 @@ class CheckRequest(Request):
         return MigrationPlan(vm=self.vm, target_host=self.target_host or None,
                              target_datastore=self.target_datastore or None, disk_format=self.disk_format,
                              resource_pool=self.resource_pool or None, network_map=dict(self.network_map),
+                             disk_placement={disk: _with_format(disk_target(target, disk), self.disk_format)
+                                             for disk, target in self.disk_placement.items()},
                              priority=getattr(self, "priority", "default"))
+
+
+def disk_target(text: Any, disk: str = "") -> tuple[str, str | None]:
+    """``(datastore, format)`` of one per-disk placement ``DATASTORE[:FORMAT]``; format None when not given.
+
+    The split is at the last ``:`` and only when what follows is a disk format, so a datastore whose name
+    holds a ``:`` is still a datastore ("nfs:02" is the datastore nfs:02; "nfs:02:thin" is nfs:02, thin).
+    An empty datastore or format is refused in one line naming the disk and the form it takes.
+    """
+    where = f"disk {disk!r}: " if disk else ""
+    if not isinstance(text, str):
+        raise BadInput(f"disk placement {where}{text!r} is not DATASTORE[:FORMAT] (text)")
+    value = text.strip()
+    head, sep, tail = value.rpartition(":")
+    if sep and tail.strip().lower() in DISK_FORMATS:
+        datastore, fmt = head.strip(), tail.strip().lower()
+    elif sep and not tail.strip():
+        raise BadInput(f"disk placement {where}{text!r} has an empty format: give DATASTORE:FORMAT with FORMAT one "
+                       f"of {', '.join(DISK_FORMATS)}, or DATASTORE alone")
+    else:
+        datastore, fmt = value, None
+    if not datastore:
+        raise BadInput(f"disk placement {where}{text!r} names no datastore: give DATASTORE[:FORMAT]")
+    if any(c in _CONTROL for c in datastore):
+        raise BadInput(f"disk placement {where}{text!r} holds control characters (a new line, a tab...): remove them")
+    return datastore, fmt
+
+
+def _with_format(target: tuple[str, str | None], default: str) -> tuple[str, str]:
+    return target[0], target[1] or default
 
 
 @dataclass(frozen=True)
@@ -293,8 +337,15 @@ def _text(p: Param, value: Any) -> str:
     return text
 
 
+#: What each mapping field's two sides are, for its refusals.
+_SIDES = {"network_map": ("port group", "old port group to new port group"),
+          "disk_placement": ("disk", "a disk to DATASTORE[:FORMAT]")}
+
+
 def _mapping(p: Param, value: Any) -> dict[str, str]:
     """``{"old": "new"}``, its JSON text (papermill), or ``OLD=NEW`` entries (the CLI)."""
+    form = p.metavar or "OLD=NEW"
+    noun, maps = _SIDES.get(p.name, ("name", "names to names"))
     if isinstance(value, str):
         text = value.strip()
         if not text:
@@ -303,7 +354,8 @@ def _mapping(p: Param, value: Any) -> dict[str, str]:
             try:
                 value = json.loads(text)
             except ValueError:
-                raise BadInput(f"{p.name} is not valid JSON: give {{\"OLD\": \"NEW\"}}") from None
+                raise BadInput(f"{p.name} is not valid JSON: give {{\"{form.split('=')[0]}\": "
+                               f"\"{form.split('=', 1)[1]}\"}}") from None
         else:
             value = [part for part in text.split(",") if part.strip()]
     if isinstance(value, (list, tuple)):
@@ -312,18 +364,19 @@ def _mapping(p: Param, value: Any) -> dict[str, str]:
             old, sep, new = str(entry).partition("=")
             old, new = old.strip(), new.strip()
             if not sep or not old or not new:
-                raise BadInput(f"{p.name} entry {entry!r} is not OLD=NEW (port group names on both sides)")
+                raise BadInput(f"{p.name} entry {entry!r} is not {form} (nothing empty on either side)")
             if old in result and result[old] != new:
-                raise BadInput(f"port group {old!r} is mapped twice ({result[old]!r} and {new!r}): keep one")
+                raise BadInput(f"{noun} {old!r} is mapped twice ({result[old]!r} and {new!r}): keep one")
             result[old] = new
         return result
     if not isinstance(value, Mapping):
-        raise BadInput(f"{p.name} must map old port group to new port group, not {type(value).__name__}")
+        raise BadInput(f"{p.name} must map {maps}, not {type(value).__name__}")
     result = {}
     for old, new in value.items():
+        old = str(old) if isinstance(old, int) and not isinstance(old, bool) else old  # a device key
         if not isinstance(old, str) or not isinstance(new, str) or not old.strip() or not new.strip():
-            raise BadInput(f"{p.name} entry {old!r}: {new!r} is malformed: both port group names must be "
-                           f"non-empty text (OLD=NEW)")
+            raise BadInput(f"{p.name} entry {old!r}: {new!r} is malformed: both sides must be non-empty text "
+                           f"({form})")
         result[old.strip()] = new.strip()
     return result
 

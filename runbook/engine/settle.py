@@ -47,6 +47,21 @@ def task_end(si: Any, task_id: str, *, cancel: bool, wait_s: float,
     return None
 
 
+def _without_task(kind: str, parameters: dict[str, Any], interrupted: str | None) -> tuple[str, str]:
+    """The outcome and the words for a run that stopped with no vCenter task on its record, by kind: what the
+    runbook knows of the vCenter's state, and nothing it does not."""
+    stopped = "CANCELLED" if interrupted else "FAILED"
+    if kind == "migrate":
+        return stopped, "before the move started: nothing was changed"
+    if kind == "enable-vmotion" and str(parameters.get("apply")).lower() in ("true", "1", "yes"):
+        # Host changes are no tasks: which of them were made before the stop is not on the record.
+        return "UNKNOWN", ("while applying: some hosts may have been changed; see each host's state with a dry "
+                           "run of the same command (runbook enable-vmotion without --apply)")
+    if kind == "enable-vmotion":
+        return stopped, "during the dry run: nothing was changed"
+    return stopped, f"during the {kind}: nothing was changed (a {kind} only reads)"
+
+
 def settle(run_dir: Path, *, interrupted: str | None = None, failure: dict[str, Any] | None = None,
            settings: Any = None) -> dict[str, Any] | None:
     """Finalise a record that its run left RUNNING; return the record's data (None: there is none)."""
@@ -65,9 +80,8 @@ def settle(run_dir: Path, *, interrupted: str | None = None, failure: dict[str, 
     error = failure or {"type": "Interrupted", "message": f"interrupted by {interrupted}" if interrupted
                         else "the run stopped"}
     if not task_id:
-        outcome = "CANCELLED" if interrupted else "FAILED"
-        return recorder.finish(outcome, f"{why} before the move started: nothing was changed", error=error,
-                               interrupted=interrupted)
+        outcome, words = _without_task(str(data.get("kind")), data.get("parameters") or {}, interrupted)
+        return recorder.finish(outcome, f"{why} {words}", error=error, interrupted=interrupted)
     outcome_of_task: TaskOutcome | None = None
     if settings is not None:
         from runbook.vsphere.connection import login, logout

@@ -395,6 +395,12 @@ class LabControl:
         """Delay every later call of a SOAP method (e.g. "RetrievePropertiesEx") by ms milliseconds."""
         self._call("/delay", {"method": method, "ms": ms})
 
+    def concurrency(self) -> dict[str, Any]:
+        """The most relocations the lab ran at once, as it counted them from its own tasks:
+        ``{"relocations": n, "queued": n, "waiting": n, "hosts": {name: {"peak", "storage_peak"}},
+        "datastores": {...}}``; ``queued`` counts the relocations that waited over vCenter's limits."""
+        return self._call("/concurrency")
+
     def placement(self, vm: str) -> dict[str, Any]:
         """Where the lab says the VM is: host, datastores, pool, vm_path_name, power_state."""
         return self._call(f"/placement?vm={urllib.request.quote(vm)}")

@@ -9,19 +9,28 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+
+	"github.com/vmware/govmomi/simulator/esx"
 )
 
 const gib = int64(1) << 30
 
 type Scenario struct {
-	Name                 string        `json:"name"`
-	MigrationSeconds     float64       `json:"migration_seconds"`      // powered-on relocation
-	ColdMigrationSeconds float64       `json:"cold_migration_seconds"` // powered-off relocation
-	Datacenters          []DCSpec      `json:"datacenters"`
-	Clusters             []ClusterSpec `json:"clusters"`
-	Hosts                []HostSpec    `json:"hosts"`
-	Datastores           []DSSpec      `json:"datastores"`
-	VMs                  []VMSpec      `json:"vms"`
+	Name                 string  `json:"name"`
+	MigrationSeconds     float64 `json:"migration_seconds"`      // powered-on relocation
+	ColdMigrationSeconds float64 `json:"cold_migration_seconds"` // powered-off relocation
+	// Transfer rates (GiB/s): when set, a relocation lasts as long as copying what it moves takes
+	// (memory for a vMotion of a powered-on VM, disks and home for a Storage vMotion), see relocate.go.
+	VmotionGiBPerSecond float64 `json:"vmotion_gib_per_second"`
+	StorageGiBPerSecond float64 `json:"storage_gib_per_second"`
+	// Every host's memory (GiB; 0 keeps the simulator's 4 GiB): set on the host template before the
+	// hosts are built, so that a scenario's VMs fit their hosts (free memory never negative).
+	HostMemoryGiB float64       `json:"host_memory_gib"`
+	Datacenters   []DCSpec      `json:"datacenters"`
+	Clusters      []ClusterSpec `json:"clusters"`
+	Hosts         []HostSpec    `json:"hosts"`
+	Datastores    []DSSpec      `json:"datastores"`
+	VMs           []VMSpec      `json:"vms"`
 }
 
 type DCSpec struct {
@@ -108,6 +117,11 @@ func loadScenario(path string) (*Scenario, error) {
 	}
 	if len(s.Datacenters) == 0 {
 		return nil, fmt.Errorf("scenario %s declares no datacenter", path)
+	}
+	if s.HostMemoryGiB > 0 { // the template every host is copied from (simulator.NewHostSystem)
+		size := int64(s.HostMemoryGiB * float64(gib))
+		esx.HostHardwareInfo.MemorySize = size
+		esx.HostSystem.Summary.Hardware.MemorySize = size
 	}
 	return s, nil
 }

@@ -638,3 +638,76 @@ def test_format_change_of_a_disk_that_stays_is_not_made(lab_of) -> None:
     disk = disks_of(vm)[0]
     assert disk.backing.thinProvisioned and not disk.backing.eagerlyScrub
     assert disk.backing.datastore == nfs1
+
+
+# ----- vCenter's concurrency limits: excess relocations wait queued ------------------------------------
+
+
+def test_relocations_over_the_limits_wait_queued_and_the_counts_never_exceed_them(lab_of) -> None:
+    """12 vMotions off esx-01 at once (10 GbE: 8 allowed per host) and 3 Storage vMotions of VMs on one host
+    (2 allowed per host): the excess waits in state queued, cancelable, and starts when room frees; the lab's
+    own count (LabControl.concurrency) never shows more than the limits, and every task succeeds."""
+    info, s = lab_of("evacuate")
+    control = lab.LabControl(info)
+    control.set_migration_seconds(None, 1.0)
+    vms = objects_by_name(s, vim.VirtualMachine)
+    hosts = objects_by_name(s, vim.HostSystem)
+    tasks = [relocate(vms[f"evac-{i:02d}"], host=hosts["esx-02.lab.local"]) for i in range(1, 13)]
+    time.sleep(0.5)
+    states = [t.info.state for t in tasks]
+    assert states.count("running") == 8 and states.count("queued") == 4, states
+    queued = next(t for t in tasks if t.info.state == "queued")
+    assert queued.info.cancelable is True and queued.info.startTime is None
+    for t in tasks:
+        WaitForTask(t)
+    counted = control.concurrency()
+    assert counted["relocations"] == 12 and counted["queued"] == 4 and counted["waiting"] == 0, counted
+    assert counted["hosts"]["esx-01.lab.local"]["peak"] == 8, counted  # the queue was kept full, never over
+    assert all(c["peak"] <= 8 for c in counted["hosts"].values()), counted
+    # Storage vMotions: 2 per host (a host's cost 8, a Storage vMotion costs 4); one of three waits, and a
+    # cancelled queued relocation never runs and changes nothing
+    storage = [relocate(vms[f"evac-{i:02d}"], datastore=objects_by_name(s, vim.Datastore)["nfs-02"])
+               for i in (13, 15, 17)]  # on esx-01, home and disk on nfs-01
+    time.sleep(0.5)
+    waiting = [t for t in storage if t.info.state == "queued"]
+    assert len(waiting) == 1, [t.info.state for t in storage]
+    waiting[0].CancelTask()
+    assert "RequestCanceled" in type(wait_error(waiting[0])).__name__
+    cancelled_vm = waiting[0].info.entity
+    for t in storage:
+        if t is not waiting[0]:
+            WaitForTask(t)
+    assert sorted({d.name for d in cancelled_vm.datastore}) == ["nfs-01"]
+    counted = control.concurrency()
+    assert counted["relocations"] == 14, counted
+    assert counted["hosts"]["esx-01.lab.local"]["storage_peak"] == 2, counted
+
+
+def test_a_move_lasts_as_long_as_copying_its_memory_or_disks_takes(tmp_path: Path) -> None:
+    """The evacuate lab copies memory at 1 GiB/s (vMotion) and disks at 2 GiB/s (Storage vMotion); its hosts
+    have room for every VM (free memory is never negative)."""
+    info = lab.start("evacuate", state_dir=tmp_path / "lab")  # no fixed duration set: the scenario's rates
+    s = _connect(info)
+    try:
+        _timed_moves(s)
+    finally:
+        Disconnect(s)
+        lab.stop(info.state_dir)
+
+
+def _timed_moves(s: vim.ServiceInstance) -> None:
+    vms = objects_by_name(s, vim.VirtualMachine)
+    for host in objects_by_name(s, vim.HostSystem).values():
+        used = sum(vm.config.hardware.memoryMB for vm in host.vm) << 20
+        assert host.summary.hardware.memorySize - used > 0, host.name
+
+    def seconds(task: vim.Task) -> float:
+        WaitForTask(task)
+        return (task.info.completeTime - task.info.startTime).total_seconds()
+
+    small = seconds(relocate(vms["evac-01"], host=objects_by_name(s, vim.HostSystem)["esx-02.lab.local"]))
+    large = seconds(relocate(vms["evac-03"], host=objects_by_name(s, vim.HostSystem)["esx-02.lab.local"]))
+    assert 0.9 <= small < 1.6 and 1.9 <= large < 2.8, (small, large)  # 1 GiB and 2 GiB of memory
+    # 2 GiB of disk + 1 GiB of swap at 2 GiB/s
+    disk = seconds(relocate(vms["evac-05"], datastore=objects_by_name(s, vim.Datastore)["nfs-02"]))
+    assert 1.4 <= disk < 2.2, disk

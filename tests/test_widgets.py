@@ -40,13 +40,12 @@ def _picked(inventory, vm: str = "web-01", kind: str = "host") -> Choices:
 
 
 # -- options ---------------------------------------------------------------------------------------------
-def test_nothing_is_chosen_at_first_and_options_follow_the_picks(inventory) -> None:
+def test_only_the_only_cluster_is_chosen_at_first_and_options_follow_the_picks(inventory) -> None:
     c = Choices(inventory)
-    assert all(getattr(c, s) is None for s in STEPS)
-    assert [label.split(" ")[0] for label, _ in c.cluster_options()] == ["Cluster-A"]
-    assert c.vm_options() == [] and c.kind_options() == [] and c.host_options() == []
-    assert c.next_step() == "cluster" and not c.can_check()
-    c.choose("cluster", c.cluster_options()[0][1])
+    assert c.cluster_options() == [("Cluster-A (DC1, 3 hosts)", c.cluster)]  # the only choice: picked
+    assert all(getattr(c, s) is None for s in STEPS[1:])
+    assert c.kind_options() == [] and c.host_options() == []
+    assert c.next_step() == "vm" and not c.can_check()
     names = [label.split(" · ")[0] for label, _ in c.vm_options()]
     assert "web-01" in names and names == sorted(names)
     assert c.next_step() == "vm"
@@ -129,7 +128,8 @@ def test_plan_is_complete_only_with_every_needed_step(inventory) -> None:
     c = _picked(inventory, kind="datastore")
     assert c.plan() is None and c.next_step() == "datastore" and "datastore" in c.hint()
     c.choose("datastore", _value(c.datastore_options(), "nfs-02"))
-    assert c.plan() is None and c.next_step() == "disk_format"
+    assert c.disk_format == "same" and c.can_check()  # "Same format as source" unless another is picked
+    assert c.plan().disk_format == "same"
     c.choose("disk_format", "thin")
     plan = c.plan()
     assert plan.target_host is None and plan.disk_format == "thin" and plan.vm == _vm(inventory, "web-01")["moid"]
@@ -160,8 +160,9 @@ def wizard(inventory):
 
 def test_the_view_starts_empty_and_disables_what_cannot_be_used_yet(wizard) -> None:
     p = wizard.pickers
-    assert all(p[s].value is None for s in STEPS)  # nothing silently pre-selected
-    assert not p["cluster"].disabled and p["vm"].disabled and p["kind"].disabled
+    assert p["cluster"].value == wizard.choices.cluster  # the only cluster, and nothing else pre-selected
+    assert all(p[s].value is None for s in STEPS[1:])
+    assert not p["cluster"].disabled and not p["vm"].disabled and p["kind"].disabled
     assert wizard.check_button.disabled and wizard.migrate_button.disabled
 
 
@@ -176,7 +177,7 @@ def test_the_view_follows_picks_and_resets_below(wizard, inventory) -> None:
     assert p["datastore"].layout.display is None and p["datastore"].disabled
     p["host"].value = _value(p["host"].options, "esx-03")
     p["datastore"].value = _value(p["datastore"].options, "nfs-02")
-    assert p["disk_format"].value is None and not p["disk_format"].disabled
+    assert p["disk_format"].value == "same" and not p["disk_format"].disabled and not wizard.check_button.disabled
     p["disk_format"].value = "thin"
     assert not wizard.check_button.disabled and wizard.migrate_button.disabled
     p["host"].value = _value(p["host"].options, "esx-02")

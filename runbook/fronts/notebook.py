@@ -15,8 +15,14 @@ import pandas as pd
 from runbook.errors import RunbookError
 
 
+class StopHere(Exception):
+    """Stops *Run All* at this cell quietly: its message is shown as one plain line of instruction, no error
+    box, no traceback (the kernel still answers "error", which is what stops the cells below)."""
+
+
 def setup() -> None:
-    """Show the runbook's log lines in the notebook, and its own errors as one red line, no traceback."""
+    """Show the runbook's log lines in the notebook, its own errors as one red line, no traceback, and a
+    :class:`StopHere` as one plain line."""
     logger = logging.getLogger("runbook")
     if not any(getattr(h, "_runbook", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stdout)
@@ -32,7 +38,7 @@ def setup() -> None:
         return
     shell = get_ipython()
     if shell is not None:
-        shell.set_custom_exc((RunbookError,), _one_line)
+        shell.set_custom_exc((RunbookError, StopHere), _one_line)
         # The runbook's charts are plain matplotlib Figures (no pyplot state): say how they display, or
         # display(fig) shows only a repr until some pyplot figure happens to load the inline backend.
         from matplotlib.figure import Figure
@@ -49,6 +55,9 @@ def _figure_png(fig: Any) -> bytes:
 
 
 def _one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:
+    if issubclass(etype, StopHere):
+        print(value, flush=True)
+        return []
     line = f"\x1b[1;31m{etype.__name__}: {value}\x1b[0m"
     shell._showtraceback(etype, value, [line])
     return [line]
@@ -115,6 +124,15 @@ def placement_table(before: dict[str, Any] | None, after: dict[str, Any] | None)
     keys = list(dict.fromkeys([*b, *a]))
     return pd.DataFrame({"before": [b.get(k) for k in keys], "after": [a.get(k, "-") for k in keys],
                          "changed": [b.get(k) != a.get(k) if a else None for k in keys]}, index=keys)
+
+
+def wait_for_input(namespace: dict[str, Any], instruction: str) -> None:
+    """Run by hand with no VM given: stop *Run All* here with ``instruction`` as one quiet line. A headless
+    run (``run_context`` set by ``runbook``) goes on, and its first cell refuses as the command line does."""
+    if str(namespace.get("vm") or "").strip() or namespace.get("run_context"):
+        return
+    setup()
+    raise StopHere(instruction)
 
 
 def begin(kind: str, namespace: dict[str, Any]) -> tuple[Any, Any]:

@@ -1,13 +1,15 @@
 """The interactive front of the migration notebook: choose, check and migrate with ipywidgets.
 
-The picks (cluster, VM, migration type, target host, target datastore, disk format), their options,
-resets and the enabling of the buttons live in :class:`runbook.fronts.choices.Choices` (plain Python,
-tested without a kernel); :class:`Wizard` only draws them and shows the engine's events. **Check** runs
-the engine's check as a preview (no record); **Migrate** runs the engine's move in a background thread
-(the kernel handles no widget events while a cell runs), rendering its events as they come: each check,
-the task's progress, the live probes, the outcome. **Cancel** asks the engine to stop: it cancels the
-vCenter task and records what the vCenter then reports. The record and report.html are the engine's,
-the same as a headless run's; a new pick clears the previous run's result.
+The picks (cluster, VM, migration type, target host, target datastore, disk format, the network step and
+the advanced ones), their options, resets and the enabling of the buttons live in
+:class:`runbook.fronts.choices.Choices` (plain Python, tested without a kernel); :class:`Wizard` only
+draws them (the later steps in :mod:`runbook.fronts.wizard_steps`) and shows the engine's events.
+**Check** runs the engine's check as a preview (no record); **Migrate** runs the engine's move in a
+background thread (the kernel handles no widget events while a cell runs), its progress, phase and live
+probes beside the button (:mod:`runbook.fronts.wizard_run`), the checks collapsed meanwhile. **Cancel**
+asks the engine to stop: it cancels the vCenter task and records what the vCenter then reports. The
+record and report.html are the engine's, the same as a headless run's, linked from the result; a new
+pick clears the previous run's result.
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ import contextlib
 import html
 import logging
 import threading
-import traceback
 from collections.abc import Iterator
 from typing import Any, Optional
 
@@ -23,22 +24,25 @@ import ipywidgets as w
 from IPython.display import HTML, display
 
 from runbook.engine.context import RunContext
-from runbook.engine.events import CheckDone, Event, Notice, PingSample, RunFinished, Step, TaskProgress
+from runbook.engine.events import CheckDone, Event, Notice, Step
 from runbook.engine.requests import MoveRequest, build
-from runbook.errors import BadInput, RunbookError
+from runbook.errors import BadInput
 from runbook.fronts import notebook as nbh
 from runbook.fronts.choices import STEPS, Choices
+from runbook.fronts.wizard_run import GOOD_OUTCOMES, RunPanel, error_html, html_table, outcome_html, report_link
+from runbook.fronts.wizard_steps import AdvancedSection, NetworkStep
 from runbook.vsphere.connection import Settings, connect, settings_from_env
 from runbook.vsphere.inventory import Inventory, read_inventory
+
+__all__ = ["INSTRUCTION", "LAST", "Wizard", "chooser", "error_html", "outcome_html"]
 
 log = logging.getLogger("runbook")
 
 STEP_LABELS = {"cluster": "Cluster", "vm": "VM", "kind": "Migration type", "host": "Target host",
                "datastore": "Target datastore", "disk_format": "Disk format"}
-_BANNER = {"SUCCEEDED": ("#1e7b34", "#e6f4ea"), "NO CHANGE": ("#1e7b34", "#e6f4ea"),
-           "DRY RUN": ("#2f5d8a", "#e8f0fa")}
-_FAIL_COLOURS = ("#b3261e", "#fce8e6")
 PICKED = ("vm", "target_host", "target_datastore", "disk_format")  # what the pickers choose
+ADVANCED = ("change_id", "priority", "resource_pool", "network_map", "disk_placement")  # what the wizard asks too
+INSTRUCTION = "Pick a VM and a target above, then press Check."
 
 
 def chooser(namespace: dict[str, Any]) -> Optional["Wizard"]:
@@ -46,51 +50,23 @@ def chooser(namespace: dict[str, Any]) -> Optional["Wizard"]:
 
     With ``vm`` given, or in a headless run (``run_context`` set), it shows nothing and returns None: the
     cells below do the run (and refuse an empty ``vm``). With ``vm`` empty in JupyterLab it reads the
-    inventory, displays the wizard, and raises BadInput so that *Run All* stops here.
+    inventory, displays the wizard, and stops *Run All* here quietly, with one line of instruction.
     """
     global LAST
     vm = str(namespace.get("vm") or "").strip()
     if vm or namespace.get("run_context"):
         return None
+    nbh.setup()
     params = {p.name: namespace[p.name] for p in MoveRequest.params() if p.name in namespace and p.name not in PICKED}
     settings = settings_from_env()
     with connect(settings) as si:
         inventory = read_inventory(si)
     LAST = Wizard(settings, inventory, **params)
     display(LAST.view)
-    raise BadInput("no VM given: pick one in the chooser above, then Check and Migrate (this stops Run All "
-                   "here); a headless run (papermill, runbook migrate) needs vm and a target")
+    raise nbh.StopHere(INSTRUCTION)
 
 
 LAST: Optional["Wizard"] = None  #: the wizard the chooser cell showed last (for a look from another cell)
-
-
-def _html_table(rows: list[tuple[str, str]]) -> str:
-    cells = "".join(f'<tr><th style="text-align:left;padding:2px 12px 2px 0;color:#555">{html.escape(k)}</th>'
-                    f'<td style="text-align:left;padding:2px 0">{html.escape(str(v))}</td></tr>' for k, v in rows)
-    return f'<table style="border-collapse:collapse;margin:4px 0">{cells}</table>'
-
-
-def outcome_html(data: dict[str, Any]) -> str:
-    """The outcome banner and key figures of a finished record (what the top of report.html shows)."""
-    outcome = str(data.get("outcome"))
-    fg, bg = _BANNER.get(outcome, _FAIL_COLOURS)
-    figures = [(str(a), str(b)) for a, b in data.get("figures") or []]
-    if data.get("error"):
-        figures.append(("Error", f"{data['error'].get('type')}: {data['error'].get('message')}"))
-    return (f'<div class="rb-outcome" style="border-left:6px solid {fg};background:{bg};padding:8px 12px;'
-            f'margin:6px 0"><div style="color:{fg};font-weight:700;font-size:1.15em">{html.escape(outcome)}</div>'
-            f'<div>{html.escape(str(data.get("summary") or ""))}</div>{_html_table(figures)}</div>')
-
-
-def error_html(exc: BaseException) -> str:
-    """One red line for the runbook's own errors (they explain themselves), the traceback for a bug."""
-    if isinstance(exc, RunbookError):
-        text = f"{type(exc).__name__}: {exc}"
-    else:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return (f'<pre class="rb-error" style="color:#b3261e;background:#fce8e6;padding:6px 10px;'
-            f'white-space:pre-wrap">{html.escape(text)}</pre>')
 
 
 class Wizard:
@@ -103,8 +79,7 @@ class Wizard:
         if unknown:
             raise BadInput(f"unknown wizard parameter(s): {', '.join(sorted(unknown))}")
         self.settings, self.params = settings, params
-        plan_options = {"priority": params.get("priority") or "default",
-                        "resource_pool": params.get("resource_pool") or None,
+        plan_options = {"resource_pool": params.get("resource_pool") or None,
                         "network_map": params.get("network_map") or {}}
         self.choices = Choices(inventory, plan_options=plan_options)
         self.result: Any = None  # the engine's RunResult of the last Migrate
@@ -137,6 +112,9 @@ class Wizard:
         self.vm_filter.observe(lambda c: self._on_filter(c["new"]), names="value")
         self.details = w.HTML(layout=w.Layout(margin="0 0 0 136px"))
         self.details.add_class("rb-vm-details")
+        self.network = NetworkStep(self._on_later_pick)
+        self.advanced = AdvancedSection(self._on_later_pick, change_id=str(self.params.get("change_id") or ""),
+                                        priority=str(self.params.get("priority") or "default"))
         self.hint = w.HTML()
         self.hint.add_class("rb-hint")
         self.check_button = w.Button(description="Check", icon="check", button_style="info")
@@ -151,28 +129,30 @@ class Wizard:
         self.migrate_button.add_class("rb-migrate")
         self.check_button.on_click(lambda _: self.check())
         self.migrate_button.on_click(lambda _: self.migrate())
+        self.run = RunPanel(on_cancel=self.cancel)
         self.checks_out = w.Output()
         self.checks_out.add_class("rb-checks")
-        self.progress = w.IntProgress(value=0, min=0, max=100, description="Task", style=style, layout=wide())
-        self.state = w.Label()
-        self.state.add_class("rb-state")
-        self.ping_label = w.Label()
-        self.ping_label.add_class("rb-ping")
+        self.checks_box = w.Accordion(children=[self.checks_out], titles=("Checks",), selected_index=None)
+        self.checks_box.add_class("rb-checks-box")
+        self.checks_box.layout.display = "none"
         self.result_out = w.Output()
         self.result_out.add_class("rb-result")
-        self.cancel_button = w.Button(description="Cancel", icon="stop", button_style="danger")
-        self.cancel_button.add_class("rb-cancel")
-        self.cancel_button.on_click(lambda _: self.cancel())
-        self.run_box = w.VBox([w.HBox([self.progress, self.state, self.cancel_button]), self.ping_label])
-        self.run_box.layout.display = "none"
         title = w.HTML("<h3 style='margin:4px 0'>Migrate a VM</h3><span style='color:#555'>Pick from the top "
                        "down; changing a choice clears those below it. Check, then Migrate.</span>")
+        actions = w.HBox([self.check_button, self.migrate_button, self.run.cancel_button, self.run.progress,
+                          self.run.state], layout=w.Layout(align_items="center"))
+        actions.add_class("rb-actions")
         self.view = w.VBox([title, self.pickers["cluster"], self.vm_filter, self.pickers["vm"], self.details,
                             self.pickers["kind"], self.pickers["host"], self.pickers["datastore"],
-                            self.pickers["disk_format"], self.hint,
-                            w.HBox([self.check_button, self.force, self.migrate_button]),
-                            self.run_box, self.checks_out, self.result_out])
+                            self.pickers["disk_format"], self.network.view, self.advanced.view, self.hint,
+                            self.force, actions, self.run.live, self.result_out, self.checks_box])
         self.view.add_class("rb-wizard")
+
+    # Kept for a look from another cell and for tests: the run panel's parts under their old names.
+    progress = property(lambda self: self.run.progress)
+    state = property(lambda self: self.run.state)
+    ping_label = property(lambda self: self.run.ping_label)
+    cancel_button = property(lambda self: self.run.cancel_button)
 
     def _ipython_display_(self) -> None:
         display(self.view)
@@ -201,17 +181,27 @@ class Wizard:
                 pick.disabled = c.busy or not pick.options or not c.needed(step)
                 pick.layout.display = None if c.needed(step) else "none"
             self.vm_filter.disabled = c.busy or c.cluster is None
+        self.network.sync(c)
+        self.advanced.sync(c)
         details = c.vm_details()
-        self.details.value = _html_table(list(details.items())) if details else ""
-        self.hint.value = (f"<b>{html.escape(c.describe())}</b>" if c.complete() else "") + \
-            f"<div style='color:#555'>{html.escape(c.hint())}</div>"
+        self.details.value = html_table(list(details.items())) if details else ""
+        self._sync_hint()
         self._sync_buttons()
+
+    def _sync_hint(self) -> None:
+        c = self.choices
+        problem = c.datastore_problem()
+        self.hint.value = ((f"<b>{html.escape(c.describe())}</b>" if c.complete() else "")
+                           + (f"<div class='rb-datastore-problem' style='color:#b3261e'>{html.escape(problem)}</div>"
+                              if problem else "")
+                           + f"<div style='color:#555'>{html.escape(c.hint())}</div>")
 
     def _sync_buttons(self) -> None:
         c = self.choices
         self.check_button.disabled = not c.can_check()
         self.migrate_button.disabled = not c.can_migrate(self.force.value)
         self.force.disabled = c.busy
+        self.force.layout.display = None if c.failed_checks() or self.force.value else "none"
 
     # -- events ---------------------------------------------------------------------------------------
     def _on_pick(self, step: str, value: Optional[str]) -> None:
@@ -221,13 +211,20 @@ class Wizard:
         self._clear()
         self._sync(after=step)
 
+    def _on_later_pick(self) -> None:
+        """A pick in the network step or the advanced section: the old checks and result go."""
+        self._clear()
+        self.network.sync(self.choices)
+        self._sync_hint()
+        self._sync_buttons()
+
     def _clear(self) -> None:
         """A new pick: the previous checks and the previous run's banner and progress go."""
         self.checks_out.outputs = ()
+        self.checks_box.layout.display = "none"
         if self.thread is None or not self.thread.is_alive():
             self.result_out.outputs = ()
-            self.run_box.layout.display = "none"
-            self.progress.value, self.state.value, self.ping_label.value = 0, "", ""
+            self.run.reset()
 
     def _on_filter(self, text: str) -> None:
         self.choices.filter_vms(text)
@@ -254,7 +251,14 @@ class Wizard:
         inv = c.inventory
         values = {**self.params, "vm": _key(inv.vms, c.vm), "target_host": _key(inv.hosts, plan.target_host),
                   "target_datastore": _key(inv.datastores, plan.target_datastore), "disk_format": plan.disk_format,
-                  "force_reason": self.force.value.strip() or self.params.get("force_reason") or ""}
+                  "force_reason": self.force.value.strip() or self.params.get("force_reason") or "",
+                  "change_id": self.advanced.change_id.value.strip(), "priority": self.advanced.priority.value,
+                  "network_map": c.network_map()}
+        if c.resource_pool:
+            values["resource_pool"] = _key(inv.pools, c.resource_pool)
+        if c.disks:
+            values["disk_placement"] = {label: _key(inv.datastores, ds) + ("" if fmt == "same" else f":{fmt}")
+                                        for label, (ds, fmt) in c.disks.items()}
         return build(MoveRequest, values)
 
     # -- Check ----------------------------------------------------------------------------------------
@@ -270,15 +274,20 @@ class Wizard:
         c.busy = True
         self.check_button.description = "Checking…"
         self._sync()
+        self.checks_box.layout.display = None
+        self.checks_box.selected_index = 0
         try:
             request = self.request()
-            values = {p.name: getattr(request, p.name) for p in CheckRequest.params()}
-            result = check(build(CheckRequest, values), settings=self.settings,
-                           context=RunContext(record=False, report=False, via="widgets"))
+            names = {p.name for p in CheckRequest.params()}
+            result = check(build(CheckRequest, {k: v for k, v in request.to_params().items() if k in names}),
+                           settings=self.settings, context=RunContext(record=False, report=False, via="widgets"))
             c.checks = result.state.checks
-            self.checks_out.append_display_data(HTML(f"<b>{html.escape(result.record.get('verdict', ''))}</b>"))
+            verdict = str(result.record.get("verdict", ""))
+            self.checks_box.set_title(0, f"Checks: {verdict}")
+            self.checks_out.append_display_data(HTML(f"<b>{html.escape(verdict)}</b>"))
             self.checks_out.append_display_data(nbh.styled_checks(result.state.checks))
         except Exception as exc:
+            self.checks_box.set_title(0, "Checks: could not run")
             self._show_error(self.checks_out, exc)
         finally:
             c.busy = False
@@ -300,11 +309,10 @@ class Wizard:
         self._sync()
         self.result_out.outputs = ()
         self.checks_out.outputs = ()
+        self.checks_box.set_title(0, "Checks: running")
+        self.checks_box.selected_index = None  # collapsed: the progress and the probes are what matter now
         self.cancel_event = threading.Event()
-        self.progress.value, self.progress.bar_style = 0, "info"
-        self.state.value, self.ping_label.value = "starting", ""
-        self.cancel_button.disabled = False
-        self.run_box.layout.display = None
+        self.run.start()
         self.thread = threading.Thread(target=self._run, args=(request,), name="runbook-migrate", daemon=True)
         self.thread.start()
         if wait:
@@ -314,26 +322,21 @@ class Wizard:
     def cancel(self) -> None:
         """Ask the running move to stop: the engine cancels the vCenter task and records the outcome."""
         self.cancel_event.set()
-        self.cancel_button.disabled = True
-        self.state.value = "cancelling…"
+        self.run.cancel_button.disabled = True
+        self.run.state.value = "cancelling…"
 
     def on_event(self, event: Event) -> None:
-        """Render one of the engine's events."""
-        if isinstance(event, TaskProgress):
-            self.progress.value = max(0, min(100, event.percent))
-            self.state.value = f"{event.percent}% {event.state}"
-        elif isinstance(event, PingSample):
-            self.ping_label.value = "Ping " + (event.line() or "").strip().removeprefix("ping ")
-        elif isinstance(event, Step) and event.text:
-            self.state.value = event.text
-        elif isinstance(event, CheckDone) and event.status in ("fail", "warn"):
+        """Render one of the engine's events: the run panel's, and the checks' rows that need a look."""
+        if isinstance(event, CheckDone) and event.status in ("fail", "warn"):
             self.checks_out.append_display_data(HTML(
                 f"<div class='rb-check-{event.status}'>{html.escape(event.status.upper())} "
-                f"{html.escape(event.check)}: {html.escape(event.found)}</div>"))
+                f"{html.escape(event.check)}: {html.escape(event.found)}"
+                + (f"<br><i>remedy: {html.escape(event.remedy)}</i>" if event.remedy else "") + "</div>"))
+        elif isinstance(event, Step) and event.name == "checks" and event.state == "ended":
+            self.checks_box.set_title(0, f"Checks: {event.text}")
         elif isinstance(event, Notice):
             self.checks_out.append_display_data(HTML(f"<div style='color:#9a6700'>{html.escape(event.text)}</div>"))
-        elif isinstance(event, RunFinished):
-            self.state.value = event.outcome
+        self.run.on_event(event)
 
     def _run(self, request: MoveRequest) -> None:
         from runbook.engine import migrate
@@ -349,30 +352,29 @@ class Wizard:
         finally:
             self._after_run(result)
 
+    def _ping_text(self, result: Any) -> str:
+        m = result.state if result is not None else None
+        if m is None:
+            return ""
+        ping = m.ping_summary() or {}
+        if m.ping is not None:
+            return f"Ping {m.ping.target}: {ping.get('description', '')}"
+        return f"Ping: {ping['note']}" if ping.get("note") else ""
+
     def _show_results(self, result: Any) -> None:
         m = result.state
-        if m is not None:
-            ping = m.ping_summary() or {}
-            if m.ping is not None:
-                self.ping_label.value = f"Ping {m.ping.target}: {ping.get('description', '')}"
-            elif ping.get("note"):
-                self.ping_label.value = f"Ping: {ping['note']}"
-            if m.after:
-                self.result_out.append_display_data(HTML("<b>Where the vCenter says the VM is now</b>"))
-                self.result_out.append_display_data(nbh.placement_table(m.before, m.after))
-                self.result_out.append_display_data(m.verification)
         if result.report is not None:
-            self.result_out.append_display_data(HTML(
-                f'<div class="rb-report" style="color:#555">Change record: {html.escape(str(result.report))} '
-                f'(and record.json beside it)</div>'))
+            self.result_out.append_display_data(HTML(report_link(result.report)))
+        if m is not None and m.after:
+            self.result_out.append_display_data(HTML("<b>Where the vCenter says the VM is now</b>"))
+            self.result_out.append_display_data(nbh.placement_table(m.before, m.after))
+            self.result_out.append_display_data(m.verification)
 
     def _after_run(self, result: Any) -> None:
-        outcome = result.outcome if result is not None else "FAILED"
-        self.progress.bar_style = "success" if outcome in ("SUCCEEDED", "NO CHANGE", "DRY RUN") else "danger"
-        if outcome == "SUCCEEDED":
-            self.progress.value = 100
-        self.state.value = str(outcome)
-        self.cancel_button.disabled = True
+        outcome = str(result.outcome) if result is not None else "FAILED"
+        self.run.finish(outcome, self._ping_text(result))
+        if outcome not in GOOD_OUTCOMES:
+            self.checks_box.selected_index = 0  # why it failed may be there
         c = self.choices
         c.busy = False
         try:  # re-read so that the pickers show where the VMs are now; keep the cluster and VM picked

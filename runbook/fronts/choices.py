@@ -323,9 +323,9 @@ class Choices:
                                             for _, r in self._mounted().iterrows()]
 
     def choose_disk(self, label: str, datastore: Optional[str], disk_format: Optional[str] = "same") -> None:
-        """Place one disk (by its label) on ``datastore`` in ``disk_format``; KEEP and "same": no placement."""
-        if datastore or (disk_format or "same") != "same":
-            self.disks[label] = (datastore or KEEP, disk_format or "same")
+        """Place one disk (by its label) on ``datastore`` in ``disk_format``; KEEP: with the VM (no placement)."""
+        if datastore:
+            self.disks[label] = (datastore, disk_format or "same")
         else:
             self.disks.pop(label, None)
         self.checks = None
@@ -354,6 +354,8 @@ class Choices:
         options = {**self.plan_options, "network_map": self.network_map()}
         if self.resource_pool:
             options["resource_pool"] = self.resource_pool
+        if self.disks and picks["datastore"]:
+            options["disk_placement"] = dict(self.disks)
         return MigrationPlan(vm=self.vm, target_host=picks["host"], target_datastore=picks["datastore"],
                              disk_format=picks["disk_format"] or "same", **options)
 

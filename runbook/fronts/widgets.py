@@ -257,8 +257,7 @@ class Wizard:
         if c.resource_pool:
             values["resource_pool"] = _key(inv.pools, c.resource_pool)
         if c.disks:
-            values["disk_placement"] = {label: _key(inv.datastores, ds) + ("" if fmt == "same" else f":{fmt}")
-                                        for label, (ds, fmt) in c.disks.items()}
+            values["disk_placement"] = {label: f"{_key(inv.datastores, ds)}:{fmt}" for label, (ds, fmt) in c.disks.items()}
         return build(MoveRequest, values)
 
     # -- Check ----------------------------------------------------------------------------------------

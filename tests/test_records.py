@@ -115,14 +115,17 @@ def test_record_only_report_has_banner_figures_sections_and_nothing_external(tmp
     run_dir = tmp_path.joinpath(*Path(report.list_runs(tmp_path)["report"][0]).parts[:-1])
     page = report.write_html(run_dir, ping_chart=fig).read_text()
     assert 'id="outcome-banner"' in page and "UNKNOWN" in page and "rb-warn" in page
-    for label in ("VM", "From", "To", "Duration", "Probes lost", "Longest outage", "Operator", "Error"):
+    for label in ("VM", "From", "To", "Duration", "Probes lost", "Longest outage", "Operator"):
         assert f"<th>{label}</th>" in page, label
     assert "3 of 50" in page and "300 ms" in page
+    # The error: one line in the banner, its details in one section (not a figure too).
+    assert re.findall(r'<p class="rb-error">(.*?)</p>', page) == ["Error: OutcomeUnknown: the connection dropped"]
+    assert "<th>Error</th>" not in page.split('id="What-went-wrong"')[0]
     for title in ("What went wrong", "Plan", "Checks", "Before and after", "Task and vCenter events",
                   "Ping through the move"):
         assert title in page, title
     assert re.search(r'<img [^>]*src="data:image/png;base64,', page)
-    assert 'alt="Chart: round-trip time and lost probes through the move"' in page
+    assert 'alt="Chart: Ping through the move"' in page and (run_dir / "ping.png").is_file()  # kept beside it
     assert report.external_references(page) == [] and "<script" not in page
     assert "/*" not in "".join(re.findall(r"<style[^>]*>(.*?)</style>", page, re.S))
 
@@ -251,25 +254,36 @@ def test_widget_path_records_checks_failed(prereq_lab, use_lab, caplog, capfd) -
     _assert_no_secret(Path(os.environ["RUNBOOK_REPORTS"]), out, err, caplog.text)
 
 
-def test_report_drops_widgets_warnings_and_tagged_cells_and_gives_images_alt_text() -> None:
-    import nbformat
+def test_a_run_of_a_notebook_shows_its_chart_links_the_notebook_and_no_papermill_text(tmp_path: Path) -> None:
+    """The executed notebook is an attachment: its ping chart is kept (ping.png), its error cells and parameters
+    cell never reach the page, and --with-code adds its code cells, nothing else, as an appendix."""
+    import base64
 
+    import nbformat
+    from matplotlib.figure import Figure
+
+    from runbook.records.blocks import png_bytes
+
+    fig = Figure(figsize=(3, 2))
+    fig.add_subplot().plot([1, 3, 2])
+    chart = png_bytes(fig)
     new = nbformat.v4
-    png = new.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
-    widget = new.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"},
-                                                  "text/plain": "HBox()"})
-    warning = new.new_output("stream", name="stderr",
-                             text="/x/pingchart.py:201: UserWarning: Discarding nanoseconds\n  to_x = lambda t: t\n")
     nb = new.new_notebook(cells=[
-        new.new_markdown_cell("## Choose with widgets", metadata={"tags": ["remove-cell"]}),
-        new.new_code_cell("w", metadata={"tags": ["remove-cell"]}, outputs=[widget]),
+        new.new_markdown_cell("An Exception was encountered at 'In [8]'", metadata={"tags": ["papermill-error-cell-tag"]}),
+        new.new_code_cell("# Parameters: papermill overrides these\nvm = ''", metadata={"tags": ["parameters"]}),
         new.new_markdown_cell("## Ping through the move"),
-        new.new_code_cell("plot", outputs=[png, widget, warning])])
-    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
-    out = report._for_report(nb)
-    assert "widgets" not in out.metadata and len(out.cells) == 2
-    assert [o["output_type"] for o in out.cells[1].outputs] == ["display_data"]
-    assert out.cells[1].outputs[0]["metadata"]["image/png"]["alt"] == "Chart: Ping through the move"
+        new.new_code_cell("display(move.ping_chart())", outputs=[new.new_output(
+            "display_data", data={"image/png": base64.b64encode(chart).decode(), "text/plain": "<Figure>"})])])
+    data = _record(tmp_path, "SUCCEEDED", ping={"probes_sent": 10, "probes_lost": 0, "longest_outage_ms": 0.0,
+                                                "description": "no outage"})
+    run_dir = tmp_path / Path(report.list_runs(tmp_path)["report"][0]).parent
+    nbformat.write(nb, run_dir / "run.ipynb")
+    for with_code in (False, True):
+        page = report.write_html(run_dir, data, with_code=with_code).read_text()
+        assert "papermill" not in page.lower() and "Exception was encountered" not in page
+        assert (run_dir / "ping.png").read_bytes() == chart and 'alt="Chart: Ping through the move"' in page
+        assert '<a href="./run.ipynb">run.ipynb</a>: the notebook that ran' in page
+        assert ("display(move.ping_chart())" in page) is with_code
 
 
 # -- hostile values, bad files, validation at every save (issue 16) ----------------------------------------------

@@ -1,41 +1,80 @@
-"""Charts people would rather look at than read. Return matplotlib figures; never call show()."""
+"""Charts people would rather look at than read. Return matplotlib figures; never call show().
+
+Counts get whole-number ticks; labels beside bars stay inside the axes, and a legend sits outside the bars so
+that it covers no label.
+"""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+import io
+
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+
+def png(fig: Figure, dpi: int = 100) -> bytes:
+    """A figure as PNG bytes (closed afterwards if pyplot made it)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    import matplotlib.pyplot as plt
+
+    if plt.fignum_exists(getattr(fig, "number", -1)):
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def _figure(width: float, height: float) -> tuple[Figure, object]:
+    """A pyplot figure (it shows in a notebook when returned) laid out so nothing overlaps."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    return fig, ax
+
+
+def _flag(value: object) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
 
 
 def vms_per_host(hosts: pd.DataFrame) -> Figure:
-    """Bar chart of VM count per host, hosts that cannot take a VM marked."""
+    """Bar chart of VM count per host, hosts that cannot take a VM marked. Whole-number ticks."""
     data = hosts.sort_values("name")
-    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.35 * len(data))))
-    colors = ["#2f5d8a" if (c == "connected" and not m) else "#b3261e"
+    fig, ax = _figure(8, max(2.5, 0.35 * len(data) + 1))
+    colors = ["#2f5d8a" if (str(c) == "connected" and not _flag(m)) else "#b3261e"
               for c, m in zip(data["connection_state"], data["maintenance"])]
-    ax.barh(data["name"], data["vm_count"], color=colors)
+    counts = [int(v) for v in data["vm_count"]]
+    ax.barh(data["name"].astype(str), counts, color=colors)
     ax.invert_yaxis()
     ax.set_xlabel("VMs")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0, max(counts + [1]) * 1.15 + 0.5)
     ax.set_title("VMs per host (red: disconnected or in maintenance mode)")
-    for y, v in enumerate(data["vm_count"]):
-        ax.text(v, y, f" {v}", va="center")
-    fig.tight_layout()
+    for y, v in enumerate(counts):
+        ax.text(v, y, f" {v:,}", va="center")
     return fig
 
 
 def datastore_capacity(datastores: pd.DataFrame) -> Figure:
-    """Used and free space per datastore (GiB), with the number of hosts that mount each."""
+    """Used and free space per datastore (GiB), with the number of hosts that mount each. Takes the
+    inventory's bytes (``capacity_bytes``, ``free_bytes``) or a saved table's GiB (``capacity_gib``)."""
     data = datastores.sort_values("name")
-    used = (data["capacity_bytes"] - data["free_bytes"]) / 2**30
-    free = data["free_bytes"] / 2**30
-    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.4 * len(data))))
-    ax.barh(data["name"], used, color="#9a6700", label="used")
-    ax.barh(data["name"], free, left=used, color="#7fb27f", label="free")
+    if "capacity_bytes" in data:
+        capacity, free = data["capacity_bytes"] / 2**30, data["free_bytes"] / 2**30
+    else:
+        capacity, free = data["capacity_gib"].astype(float), data["free_gib"].astype(float)
+    used = capacity - free
+    fig, ax = _figure(9, max(2.5, 0.4 * len(data) + 1.2))
+    names = data["name"].astype(str)
+    ax.barh(names, used, color="#9a6700", label="used")
+    ax.barh(names, free, left=used, color="#7fb27f", label="free")
     ax.invert_yaxis()
     ax.set_xlabel("GiB")
     ax.set_title("Datastore capacity (label: hosts mounting it, free %)")
-    for y, (u, f, n, cap) in enumerate(zip(used, free, data["host_count"], data["capacity_bytes"])):
-        pct = 100 * f / (cap / 2**30) if cap else 0
-        ax.text(u + f, y, f" {n} host{'s' if n != 1 else ''}, {pct:.0f}% free", va="center")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    widest = float(capacity.max()) if len(capacity) else 1.0
+    ax.set_xlim(0, widest * 1.45 or 1)  # room for the labels beside the longest bar
+    for y, (cap, f, n) in enumerate(zip(capacity, free, data["host_count"])):
+        pct = 100 * f / cap if cap else 0
+        n = int(n)
+        ax.text(cap, y, f" {n} host{'s' if n != 1 else ''}, {pct:.0f}% free", va="center", fontsize=9)
+    # Outside the axes, below them: a legend there covers no bar and no label.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     return fig

@@ -266,7 +266,7 @@ def test_free_space_counts_only_moving_disks_and_same_per_disk_format():
     assert status(run(inv, no_margin, vm="db1", target_datastore="shared"), FREE_SPACE) == "pass"
     inv = set_ds(inv, "shared", free_bytes=99 * GIB)
     assert status(run(inv, no_margin, vm="db1", target_datastore="shared"), FREE_SPACE) == "fail"
-    assert "Hard disk 1 thick" in row(run(inv, no_margin, vm="db1", target_datastore="shared"), FREE_SPACE)["found"]
+    assert "Hard disk 1 (vm_2000.vmdk) as thick" in row(run(inv, no_margin, vm="db1", target_datastore="shared"), FREE_SPACE)["found"]
 
 
 def test_free_space_counts_swap_of_powered_on_vm():
@@ -290,7 +290,8 @@ def test_disk_format_in_place_fails_with_the_plans_remedy():
         run(vm="db1", target_datastore="shared", disk_format="thick")
     asked = dataclasses.replace(ok, plan=MigrationPlan(vm="db1", target_datastore="shared", disk_format="thick"))
     df = run_checks(inv, asked)
-    assert status(df, DISK_FORMAT) == "fail" and "Hard disk 2 (thin)" in row(df, DISK_FORMAT)["found"]
+    assert status(df, DISK_FORMAT) == "fail" and "Hard disk 2 (vm_2001.vmdk) is thin and stays on shared" in row(
+        df, DISK_FORMAT)["found"]
     assert row(df, DISK_FORMAT)["remedy"] == remedy
     assert status(run(vm="web1", target_datastore="local-esx1", disk_format="thick"), DISK_FORMAT) == "pass"
     assert status(run(vm="web1", target_datastore="local-esx1"), DISK_FORMAT) == "skip"
@@ -314,7 +315,7 @@ def test_devices_bound_to_host_or_client_fail(kind):
     inv = set_vm(make_inventory(), "web1", cdroms=[dict(key=3000, label="CD/DVD drive 1", kind=kind, iso=None,
                                                         datastore=None, connected=True)])
     df = run(inv, vm="web1", target_host="esx2")
-    assert status(df, DEVICES) == "fail" and kind in row(df, DEVICES)["found"]
+    assert status(df, DEVICES) == "fail" and f"CD/DVD drive 1 ({kind.replace('-', ' ')})" in row(df, DEVICES)["found"]
     assert "disconnect CD/DVD drive 1" in row(df, DEVICES)["remedy"] and "ISO" in row(df, DEVICES)["remedy"]
 
 

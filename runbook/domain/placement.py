@@ -20,6 +20,7 @@ from pyVmomi import vim
 from runbook.domain.plan import ResolvedPlan
 from runbook.errors import BadInput
 from runbook.vsphere import devices
+from runbook.vsphere.find import display_name
 from runbook.vsphere.properties import namer, retrieve_objects
 
 PLACEMENT_PATHS = ["name", "runtime.host", "resourcePool", "datastore", "config.hardware.device",
@@ -49,9 +50,9 @@ def placement(si: vim.ServiceInstance, vm_moid: str) -> dict[str, Any]:
         "resource_pool": names.get(rec["resourcePool"]._moId, {}).get("name") if rec.get("resourcePool") else None,
         "vm_path": path, "home_datastore": path[1:path.index("]")] if path.startswith("[") else None,
         "datastores": sorted(names.get(d._moId, {}).get("name", d._moId) for d in rec.get("datastore") or ()),
-        "disks": [{k: d[k] for k in ("label", "datastore", "format", "file", "capacity_bytes")} for d in disks],
-        "nics": [{k: n[k] for k in ("label", "port_group")} for n in nics],
-        "cdroms": [{k: c[k] for k in ("label", "kind", "iso")} for c in cdroms],
+        "disks": [{k: d[k] for k in ("key", "label", "datastore", "format", "file", "capacity_bytes")} for d in disks],
+        "nics": [{k: n[k] for k in ("key", "label", "port_group", "mac")} for n in nics],
+        "cdroms": [{k: c[k] for k in ("key", "label", "kind", "iso")} for c in cdroms],
         "recent_tasks": [t._moId for t in rec.get("recentTask") or ()],
     }
 
@@ -87,22 +88,33 @@ def placement_tasks(si: vim.ServiceInstance, vm_moid: str) -> list[vim.Task]:
 
 
 def verify(resolved: ResolvedPlan, after: dict[str, Any]) -> pd.DataFrame:
-    """Compare what was asked with what the vCenter reports now: one row per item, ok True/False."""
+    """Compare what was asked with what the vCenter reports now: one row per item, ok True/False.
+
+    Each disk is found by its device key (by its label in a placement read without keys) and named as an
+    admin knows it (``Hard disk 1 (web-01.vmdk)``); names are shown as the operator wrote them."""
     rows = []
     if resolved.target_host:
-        rows.append(("host", resolved.run_host, after["host"]))
+        rows.append(("host", display_name(resolved.run_host), _shown(after["host"])))
+    by_key = {d.get("key"): d for d in after["disks"] if d.get("key") is not None}
     by_label = {d["label"]: d for d in after["disks"]}
     for disk in resolved.disks:
-        now = by_label.get(disk.label, {})
-        rows.append((f"{disk.label} datastore", disk.target_datastore, now.get("datastore")))
-        rows.append((f"{disk.label} format", disk.target_format, now.get("format")))
+        now = by_key.get(disk.key) or by_label.get(disk.label, {})
+        rows.append((f"{disk.name} datastore", display_name(disk.target_datastore), _shown(now.get("datastore"))))
+        rows.append((f"{disk.name} format", disk.target_format, now.get("format")))
     if resolved.home_moves and resolved.target_datastore:
-        rows.append(("VM home (configuration files)", resolved.target_datastore, after["home_datastore"]))
+        rows.append(("VM home (configuration files)", display_name(resolved.target_datastore),
+                     _shown(after["home_datastore"])))
     nics = {n["label"]: n for n in after["nics"]}
     for nic in resolved.nic_changes:
-        rows.append((f"{nic.label} port group", nic.new_port_group, nics.get(nic.label, {}).get("port_group")))
+        rows.append((f"{devices.display_name(nics.get(nic.label) or nic)} port group", display_name(nic.new_port_group),
+                     _shown(nics.get(nic.label, {}).get("port_group"))))
     return pd.DataFrame([{"item": i, "expected": e, "actual": a, "ok": e == a} for i, e, a in rows],
                         columns=["item", "expected", "actual", "ok"])
+
+
+def _shown(name: Any) -> Any:
+    """A name the vCenter reported, as the operator wrote it (None stays None)."""
+    return display_name(name) if isinstance(name, str) else name
 
 
 @contextlib.contextmanager

@@ -13,9 +13,9 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from runbook.vsphere.devices import datastore_of_path
+from runbook.vsphere.devices import datastore_of_path, display_name as device_name
 from runbook.errors import Ambiguous, BadInput, NotFound
-from runbook.vsphere.find import find_row
+from runbook.vsphere.find import display_name, find_row
 
 DISK_FORMATS = ("same", "thin", "thick", "eagerzeroedthick")
 PRIORITIES = ("default", "high", "low")
@@ -116,27 +116,6 @@ def _clean_network_map(network_map: Any) -> tuple[dict[str, str], list[str]]:
     return clean, problems
 
 
-def parse_network_map(entries: Iterable[str]) -> dict[str, str]:
-    """Turn CLI entries ``["OLD=NEW", ...]`` into ``{"OLD": "NEW"}``; a malformed entry raises BadInput.
-
-    The split is at the first ``=``, so the new port group's name may itself contain ``=``.
-    """
-    result: dict[str, str] = {}
-    problems = []
-    for entry in entries or ():
-        old, sep, new = str(entry).partition("=")
-        old, new = old.strip(), new.strip()
-        if not sep or not old or not new:
-            problems.append(f"network mapping {entry!r} is malformed: write OLD_PORT_GROUP=NEW_PORT_GROUP")
-        elif old in result and result[old] != new:
-            problems.append(f"port group {old!r} is mapped twice ({result[old]!r} and {new!r}): keep one")
-        else:
-            result[old] = new
-    if problems:
-        raise BadInput("; ".join(problems))
-    return result
-
-
 @dataclass(frozen=True)
 class DiskMove:
     """One virtual disk and where it goes; ``moves`` is False when it already sits on the target datastore."""
@@ -150,11 +129,25 @@ class DiskMove:
     capacity_bytes: int
     committed_bytes: int
     moves: bool
+    file: str = ""
+    target_datastore_moid: Optional[str] = None
+    placed: bool = False  # its place was given for it alone (disk_placement), not by target_datastore
+    asked_format: str = "same"  # the format asked for it (it gets it only when it is copied)
+
+    @property
+    def format_stuck(self) -> bool:
+        """A format was asked that the disk cannot get: it stays on its datastore in another format."""
+        return not self.moves and self.asked_format not in ("same", self.source_format)
 
     @property
     def format_changes(self) -> bool:
         """Whether the requested format differs from the disk's current one."""
         return self.source_format != self.target_format
+
+    @property
+    def name(self) -> str:
+        """The disk as an admin knows it: ``Hard disk 1 (web-01.vmdk)``."""
+        return device_name(self)
 
 
 @dataclass(frozen=True)
@@ -209,8 +202,23 @@ class ResolvedPlan:
 
     @property
     def moving_disks(self) -> tuple[DiskMove, ...]:
-        """The disks copied to the target datastore."""
+        """The disks copied to another datastore (the target datastore, or their own per-disk one)."""
         return tuple(d for d in self.disks if d.moves)
+
+    @property
+    def placed_disks(self) -> tuple[DiskMove, ...]:
+        """The disks given a place of their own (``disk_placement``)."""
+        return tuple(d for d in self.disks if d.placed)
+
+    def target_datastores(self) -> dict[str, Optional[str]]:
+        """Every datastore the move puts something on, name -> moid: the target datastore (the VM's home and
+        the disks without a place of their own) and each per-disk datastore."""
+        found: dict[str, Optional[str]] = {}
+        if self.target_datastore:
+            found[self.target_datastore] = self.target_datastore_moid
+        for disk in self.placed_disks:
+            found.setdefault(disk.target_datastore, disk.target_datastore_moid)
+        return found
 
     @property
     def priority(self) -> str:
@@ -225,10 +233,14 @@ class ResolvedPlan:
         parts = []
         if self.host_changes:
             parts.append(f"host {self.source_host} -> {self.run_host}")
-        if self.datastore_changes:
-            sources = sorted({d.source_datastore for d in self.disks} | {self.home_datastore})
+        if self.datastore_changes and self.target_datastore:
+            sources = sorted({d.source_datastore for d in self.disks if not d.placed} | {self.home_datastore})
             fmt = "" if self.disk_format == "same" else f" as {self.disk_format}"
             parts.append(f"datastore {', '.join(sources)} -> {self.target_datastore}{fmt}")
+        for disk in self.placed_disks:
+            if disk.moves or disk.format_changes:
+                fmt = f" as {disk.target_format}" if disk.format_changes else ""
+                parts.append(f"{disk.name} {disk.source_datastore} -> {disk.target_datastore}{fmt}")
         if self.pool_changes:
             parts.append(f"resource pool -> {self.resource_pool}")
         for nic in self.nic_changes:
@@ -259,8 +271,9 @@ def resolve(inventory: Any, plan: MigrationPlan) -> ResolvedPlan:
     run = target if target is not None else source
     host_changes = target is not None and target["moid"] != source["moid"]
 
-    disks = tuple(_disk_moves(vm, datastore, plan.disk_format))
-    _refuse_format_in_place(vm, disks, plan.disk_format)
+    placement = _placement(inventory, vm, plan.disk_placement)
+    disks = tuple(_disk_moves(vm, datastore, plan.disk_format, placement))
+    _refuse_format_in_place(vm, disks)
     home = str(vm.get("home_datastore") or datastore_of_path(str(vm.get("vm_path") or "")) or "")
     isos = tuple(sorted({c["datastore"] for c in records(vm.get("cdroms")) if c.get("kind") == "iso"
                          and c.get("datastore")}))
@@ -271,8 +284,9 @@ def resolve(inventory: Any, plan: MigrationPlan) -> ResolvedPlan:
         home_moves = home != ds_name
         datastore_changes = (home_moves or any(d.moves or d.format_changes for d in disks)
                              or any(i != ds_name for i in isos))
-    else:
-        home_moves = datastore_changes = False
+    else:  # the home stays; only disks with a place of their own may move
+        home_moves = False
+        datastore_changes = any(d.moves or d.format_changes for d in disks)
 
     pool_name, pool_moid = _resolve_pool(inventory, plan.resource_pool, vm, source, run, host_changes)
     pool_changes = pool_moid is not None and pool_moid != vm.get("resource_pool_moid")
@@ -306,41 +320,57 @@ def _find_source_host(hosts: pd.DataFrame, vm: pd.Series) -> pd.Series:
         raise NotFound("host", f"{vm.get('host')} (the host of VM {vm['name']})") from None
 
 
-def _disk_moves(vm: pd.Series, datastore: Optional[pd.Series], disk_format: str) -> Iterable[DiskMove]:
+def _placement(inventory: Any, vm: pd.Series, wanted: Mapping[str, tuple[str, str]]
+               ) -> dict[int, tuple[pd.Series, str]]:
+    """The per-disk map resolved: disk key -> (datastore row, format). A disk is named by its label (any
+    case), its device key or its display name; a name the VM has no disk for is BadInput naming its disks."""
+    if not wanted:
+        return {}
+    disks = records(vm.get("disks"))
+    resolved: dict[int, tuple[pd.Series, str]] = {}
+    named: dict[int, str] = {}
+    for given, (datastore, fmt) in wanted.items():
+        text = given.strip().lower()
+        match = [d for d in disks if text in (str(d.get("key")), str(d.get("label") or "").strip().lower(),
+                                              device_name(d).lower())]
+        if not match:
+            theirs = ", ".join(f"{device_name(d)} key {d.get('key')}" for d in disks) or "none"
+            raise BadInput(f"VM {_shown(vm['name'])} has no disk {given!r} (its disks: {theirs}); name a disk by "
+                           f"its label or device key (disk_placement / --disk 'Hard disk 1=DATASTORE')")
+        key = int(match[0]["key"])
+        if key in named:
+            raise BadInput(f"{device_name(match[0])} of VM {_shown(vm['name'])} is placed twice ({named[key]!r} "
+                           f"and {given!r}): keep one")
+        named[key] = given
+        resolved[key] = (find_row(inventory.datastores, datastore, "datastore"), fmt)
+    return resolved
+
+
+def _disk_moves(vm: pd.Series, datastore: Optional[pd.Series], disk_format: str,
+                placement: Mapping[int, tuple[pd.Series, str]]) -> Iterable[DiskMove]:
     for disk in records(vm.get("disks")):
         source_ds = str(disk.get("datastore") or "")
         source_format = str(disk.get("format") or "thick")
-        if datastore is None:
-            target_ds, target_format, moves = source_ds, source_format, False
+        key = int(disk["key"])
+        placed = key in placement
+        target, fmt = placement[key] if placed else (datastore, disk_format)
+        if target is None:
+            target_ds, target_moid, wanted, moves = source_ds, _optional_str(disk.get("datastore_moid")), "same", False
         else:
-            target_ds = str(datastore["name"])
+            target_ds, target_moid, wanted = str(target["name"]), str(target["moid"]), fmt
             moves = source_ds != target_ds
-            # the one format rule: a format changes only when the disk is copied to another datastore
-            target_format = disk_format if moves and disk_format != "same" else source_format
+        # the one format rule: a format changes only when the disk is copied to another datastore
+        target_format = wanted if moves and wanted != "same" else source_format
         yield DiskMove(
-            key=int(disk["key"]), label=str(disk.get("label") or f"disk {disk['key']}"),
+            key=key, label=str(disk.get("label") or f"disk {key}"),
             source_datastore=source_ds, target_datastore=target_ds, source_format=source_format,
             target_format=target_format, capacity_bytes=int(disk.get("capacity_bytes") or 0),
-            committed_bytes=int(disk.get("committed_bytes") or 0), moves=moves,
+            committed_bytes=int(disk.get("committed_bytes") or 0), moves=moves, file=str(disk.get("file") or ""),
+            target_datastore_moid=target_moid, placed=placed, asked_format=wanted,
         )
 
 
 FORMAT_REMEDY = "Storage vMotion to another datastore and back, or pick another datastore"
-
-
-def _refuse_format_in_place(vm: pd.Series, disks: tuple[DiskMove, ...], disk_format: str) -> None:
-    """Refuse a format the move cannot give: a disk that stays on its datastore keeps its format."""
-    if disk_format == "same":
-        return
-    stuck = [d for d in disks if not d.moves and d.source_format != disk_format]
-    if not stuck:
-        return
-    found = ", ".join(f"{d.label} ({d.source_format})" for d in stuck)
-    where = ", ".join(sorted({d.source_datastore for d in stuck}))
-    raise BadInput(
-        f"disk format {disk_format!r} cannot be given to {found} of VM {vm['name']}: already on {where}, and a "
-        f"format changes only when a disk is copied to another datastore. {FORMAT_REMEDY}"
-    )
 
 
 def _resolve_pool(inventory: Any, key: Optional[str], vm: pd.Series, source: pd.Series, run: pd.Series,
@@ -504,3 +534,21 @@ def _optional_str(value: Any) -> Optional[str]:
     if value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
         return None
     return str(value)
+
+
+def _refuse_format_in_place(vm: pd.Series, disks: tuple[DiskMove, ...]) -> None:
+    """Refuse a format the move cannot give: a disk that stays on its datastore keeps its format."""
+    stuck = [d for d in disks if d.format_stuck]
+    if not stuck:
+        return
+    asked = sorted({d.asked_format for d in stuck})
+    found = "; ".join(f"{d.name}, {d.source_format} on {d.source_datastore}" for d in stuck)
+    raise BadInput(
+        f"disk format {' / '.join(map(repr, asked))} cannot be given to VM {_shown(vm['name'])}'s {found}: it stays "
+        f"there, and a format changes only when a disk is copied to another datastore. {FORMAT_REMEDY}"
+    )
+
+
+def _shown(name: Any) -> str:
+    """A vCenter name as the operator wrote it (``a%2fb`` is ``a/b``)."""
+    return display_name(str(name))

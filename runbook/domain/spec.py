@@ -58,9 +58,11 @@ def build_relocate_spec(resolved: ResolvedPlan, moref_for: Optional[MorefFor] = 
     """The RelocateSpec that carries out ``resolved``: host, pool, datastore, disk locators, NIC edits.
 
     Sets ``host`` only when the host changes, ``pool`` when the plan resolved one (given, or the target
-    cluster's root pool on a cross-cluster move), and ``datastore`` plus one ``DiskLocator`` per disk
-    when a target datastore is given; a locator carries a FlatVer2 backing only when a format is asked
-    for and the disk is copied to another datastore ("same", or a disk that stays, keeps its format).
+    cluster's root pool on a cross-cluster move), ``datastore`` (the VM's home) when a target datastore is
+    given, and one ``DiskLocator`` per disk going somewhere: every disk with a target datastore (each to
+    its own datastore when it has a per-disk place), else only the disks placed one by one. A locator
+    carries a FlatVer2 backing only when a format is asked for and the disk is copied to another
+    datastore ("same", or a disk that stays, keeps its format).
     Raises BadInput for a port-group mapping it cannot express.
     """
     moref = moref_for or stub_morefs()
@@ -69,17 +71,19 @@ def build_relocate_spec(resolved: ResolvedPlan, moref_for: Optional[MorefFor] = 
         spec.host = moref("HostSystem", resolved.target_host_moid)
     if resolved.resource_pool_moid:
         spec.pool = moref("ResourcePool", resolved.resource_pool_moid)
-    if resolved.target_datastore_moid:
-        datastore = moref("Datastore", resolved.target_datastore_moid)
-        spec.datastore = datastore
-        spec.disk = [
-            vim.vm.RelocateSpec.DiskLocator(
-                diskId=disk.key, datastore=datastore,
-                # a format only for a disk that is copied (one that stays keeps its format)
-                diskBackingInfo=_backing(resolved.disk_format if disk.moves else "same"),
-            )
-            for disk in resolved.disks
-        ]
+    if resolved.target_datastore_moid:  # the home and every disk without a place of its own go there
+        spec.datastore = moref("Datastore", resolved.target_datastore_moid)
+    # one locator per disk: its own datastore (per-disk placement) or the target; without a target datastore
+    # only the placed disks get one (the home and the other disks stay where they are)
+    spec.disk = [
+        vim.vm.RelocateSpec.DiskLocator(
+            diskId=disk.key, datastore=moref("Datastore", disk.target_datastore_moid),
+            # a format only for a disk that is copied (one that stays keeps its format)
+            diskBackingInfo=_backing(disk.asked_format if disk.moves else "same"),
+        )
+        for disk in resolved.disks
+        if disk.target_datastore_moid and (resolved.target_datastore_moid or disk.placed)
+    ]
     spec.deviceChange = [_nic_edit(nic, moref) for nic in resolved.nic_changes]
     return spec
 

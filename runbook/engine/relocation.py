@@ -119,11 +119,13 @@ class _Run:
 
     def _prepare(self) -> Recorder:
         self.emit(Step("resolve", "started", f"looking up {self.request.vm} on {self.settings.url}"))
+        plan = self.request.plan()
         if self.inventory is None:  # only what this move involves: the cost does not grow with the vCenter
             req = self.request
+            placed = [datastore for datastore, _ in plan.disk_placement.values()]
             self.inventory = read_for_move(self.si, vm=req.vm, hosts=[req.target_host],
-                                           datastores=[req.target_datastore])
-        resolved = resolve(self.inventory, self.request.plan())
+                                           datastores=[req.target_datastore, *placed])
+        resolved = resolve(self.inventory, plan)
         spec = build_relocate_spec(resolved, stub_morefs(self.si._stub))
         self.state = MoveState(resolved=resolved, spec=spec,
                                force_reason=getattr(self.request, "force_reason", "") or "")

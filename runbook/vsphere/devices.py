@@ -102,3 +102,30 @@ def read(value: Any, name_of: Callable[[str | None], str | None]) -> tuple[list,
             cdroms.append({"key": key, "label": label, "kind": how, "iso": iso, "datastore": ds,
                            "connected": connected})
     return disks, nics, cdroms
+
+
+def display_name(device: Any) -> str:
+    """A device as an admin knows it: the server's label with what tells it apart, e.g.
+    ``Hard disk 1 (web-01.vmdk)``, ``CD/DVD drive 1 (ubuntu.iso)``, ``Network adapter 1 (00:50:56:00:00:01)``.
+
+    ``device`` is a row of :func:`read` (a dict) or an object with the same attributes (a plan's disk).
+    The label is kept as the server gives it; the detail is the disk's or ISO's file name, a NIC's MAC
+    address, else the device key. A device without a label is named by its key.
+    """
+    def get(name: str) -> Any:
+        value = device.get(name) if isinstance(device, dict) else getattr(device, name, None)
+        return None if value is None or value == "" or (isinstance(value, float) and value != value) else value
+
+    key, label = get("key"), get("label")
+    file = get("file") or get("iso")
+    if file:
+        detail = str(file).rsplit("]", 1)[-1].strip().rsplit("/", 1)[-1]
+    elif get("mac"):
+        detail = str(get("mac"))
+    elif get("kind") in ("host-device", "client-device"):
+        detail = str(get("kind")).replace("-", " ")
+    else:
+        detail = f"key {key}" if key is not None else ""
+    if not label:
+        return f"device {key}" if key is not None else "a device"
+    return f"{label} ({detail})" if detail and detail != str(label) else str(label)

@@ -12,6 +12,7 @@ from typing import Any, Optional, Union
 import pandas as pd
 
 from runbook.domain.plan import MigrationPlan, ResolvedPlan, resolve
+from runbook.vsphere.find import display_name
 from runbook.domain.checks import (  # noqa: F401  (registration order: VM, hosts, storage)
     vm as _vm, hosts as _hosts, storage as _storage
 )
@@ -63,7 +64,13 @@ def run_checks(inventory: Any, plan: Union[MigrationPlan, ResolvedPlan],
             results.append(CheckResult(name, FAIL, f"the check could not run: {type(exc).__name__}: {exc}",
                                        "report this as a runbook bug with the inventory snapshot; fix the data "
                                        "or give force_reason"))
-    return results_frame(results)
+    return results_frame([_as_written(r) for r in results])
+
+
+def _as_written(result: CheckResult) -> CheckResult:
+    """A row's texts with the names as the operator wrote them: the checks compare names in vCenter's form
+    (``a%2fb``), and the only ``%2f`` / ``%5c`` / ``%25`` in their texts are those names' escapes."""
+    return CheckResult(result.check, result.status, display_name(result.found), display_name(result.remedy))
 
 
 def verdict(df: pd.DataFrame) -> str:

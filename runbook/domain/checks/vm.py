@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from runbook.domain.plan import ResolvedPlan
+from runbook.vsphere.devices import display_name as device_name
 from .base import FAIL, PASS, SKIP, WARN, CheckResult, CheckSettings, check, host_row, records, strings, vm_row
 
 MOVE_CHANGES = "move changes something"
@@ -54,11 +55,12 @@ def devices(inventory: Any, r: ResolvedPlan, settings: CheckSettings) -> CheckRe
         return CheckResult(DEVICES, SKIP, f"VM {r.vm} stays on host {r.source_host}: its devices stay valid")
     if not bound:
         return CheckResult(DEVICES, PASS, f"VM {r.vm} has no device bound to host {r.source_host} or a client")
-    found = ", ".join(f"{c.get('label')} ({c.get('kind')})" for c in bound)
+    found = ", ".join(device_name(c) for c in bound)
+    it = "it" if len(bound) == 1 else "them"
     return CheckResult(DEVICES, FAIL, f"VM {r.vm} has connected devices bound to host {r.source_host} or a "
                                       f"client: {found}",
-                       f"disconnect {', '.join(str(c.get('label')) for c in bound)} or point it at an ISO on "
-                       f"shared storage (a datastore host {r.run_host} mounts)")
+                       f"disconnect {found} or point {it} at an ISO on shared storage (a datastore host "
+                       f"{r.run_host} mounts)")
 
 
 @check(PORT_GROUPS)
@@ -72,11 +74,12 @@ def port_groups(inventory: Any, r: ResolvedPlan, settings: CheckSettings) -> Che
     for nic in nics:
         group = r.plan.network_map.get(str(nic.get("port_group")), str(nic.get("port_group")))
         if group not in available:
-            missing.append((str(nic.get("label")), group))
+            missing.append((device_name(nic), group))
     if not missing:
         groups = sorted({r.plan.network_map.get(str(n.get("port_group")), str(n.get("port_group"))) for n in nics})
-        return CheckResult(PORT_GROUPS, PASS, f"host {r.run_host} has port group(s) {', '.join(groups)}")
-    found = ", ".join(f"{group!r} ({label})" for label, group in missing)
+        words = "port group" if len(groups) == 1 else "port groups"
+        return CheckResult(PORT_GROUPS, PASS, f"host {r.run_host} has the {words} {', '.join(groups)}")
+    found = ", ".join(f"{group!r} (for {label})" for label, group in missing)
     first = missing[0][1]
     return CheckResult(PORT_GROUPS, FAIL, f"host {r.run_host} has no port group {found}",
                        f"map it to a port group host {r.run_host} has (network_map / --network '{first}=NEW'; "

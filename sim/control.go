@@ -32,7 +32,8 @@ type controlFunc func(req *controlRequest) (interface{}, error)
 
 var controls = map[string]controlFunc{
 	"/lab/requests": func(*controlRequest) (interface{}, error) {
-		return map[string]int64{"requests": atomic.LoadInt64(&lab.requests)}, nil
+		return map[string]int64{"requests": atomic.LoadInt64(&lab.requests),
+			"reply_bytes": atomic.LoadInt64(&replyBytes)}, nil
 	},
 	"/lab/migration-seconds": setMigrationSeconds,
 	"/lab/fault":             injectFault,

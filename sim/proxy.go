@@ -4,7 +4,7 @@ package main
 // Go type cannot replace it in the object map without breaking the property collector), so an HTTP
 // middleware rewrites the request's <_this> for chosen methods to a proxy object that implements
 // them; sessions, locking and fault marshalling stay the simulator's. The middleware also counts
-// SOAP requests for /lab/requests.
+// SOAP requests and the bytes of their replies for /lab/requests.
 
 import (
 	"bytes"
@@ -97,6 +97,7 @@ func soapMiddleware(next http.Handler) http.Handler {
 			return
 		}
 		atomic.AddInt64(&lab.requests, 1)
+		w = &countingWriter{ResponseWriter: w}
 		body, err := io.ReadAll(req.Body)
 		_ = req.Body.Close()
 		if err != nil {
@@ -118,6 +119,25 @@ func soapMiddleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, req)
 	})
+}
+
+// replyBytes counts the bytes of the SOAP replies served (body only): what a client had to read.
+var replyBytes int64
+
+// countingWriter adds what it writes to replyBytes.
+type countingWriter struct{ http.ResponseWriter }
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	atomic.AddInt64(&replyBytes, int64(n))
+	return n, err
+}
+
+// Flush passes on to the writer underneath when it can flush (a streamed reply).
+func (c *countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // emptyFetch is vCenter's answer to Fetch (pyvmomi's property read) of an unset property: no value.

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from runbook.domain.plan import ResolvedPlan
+from runbook.vsphere.find import display_name as _n
 
 
 @dataclass
@@ -34,17 +35,21 @@ class MoveState:
     summary: str = ""
 
     def move_words(self) -> str:
-        """``app-01: host esx-01 -> esx-02; datastore ds1 -> ds2 (thin)``."""
+        """``app-01: host esx-01 -> esx-02; datastore ds1 -> ds2 (thin); Hard disk 2 (app-01_1.vmdk) nfs-01 ->
+        nfs-02 (thin)``, with names as the operator wrote them (vCenter's ``a%2fb`` is ``a/b``)."""
         r = self.resolved
         parts = []
         if r.target_host:
-            parts.append(f"host {r.source_host} -> {r.run_host}")
+            parts.append(f"host {_n(r.source_host)} -> {_n(r.run_host)}")
         if r.target_datastore:
-            parts.append(f"datastore {', '.join(r.vm_datastores)} -> {r.target_datastore}"
+            parts.append(f"datastore {', '.join(map(_n, r.vm_datastores))} -> {_n(r.target_datastore)}"
                          + (f" ({r.disk_format})" if r.disk_format != "same" else ""))
+        for disk in r.placed_disks:
+            parts.append(f"{disk.name} {_n(disk.source_datastore)} -> {_n(disk.target_datastore)}"
+                         + (f" ({disk.target_format})" if disk.format_changes else ""))
         for nic in r.nic_changes:
-            parts.append(f"{nic.label}: {nic.old_port_group} -> {nic.new_port_group}")
-        return f"{r.vm}: " + "; ".join(parts)
+            parts.append(f"{nic.label}: {_n(nic.old_port_group)} -> {_n(nic.new_port_group)}")
+        return f"{_n(r.vm)}: " + "; ".join(parts)
 
     def switchover_time(self) -> dt.datetime | None:
         """When the VM switched hosts: the VmMigratedEvent, else the task's completion."""
@@ -79,8 +84,10 @@ class MoveState:
         """The key figures under the record's banner."""
         r, t = self.resolved, self.task
         ping = self.ping_summary() or {}
-        fig = [("VM", f"{r.vm} ({r.vm_moid})"), ("From", f"{r.source_host} / {', '.join(r.vm_datastores)}"),
-               ("To", f"{r.run_host} / {r.target_datastore or ', '.join(r.vm_datastores)}"
+        stores = sorted({d.target_datastore for d in r.disks} | {r.target_datastore or r.home_datastore} - {""})
+        fig = [("VM", f"{_n(r.vm)} ({r.vm_moid})"),
+               ("From", f"{_n(r.source_host)} / {', '.join(map(_n, r.vm_datastores))}"),
+               ("To", f"{_n(r.run_host)} / {', '.join(map(_n, stores)) or ', '.join(map(_n, r.vm_datastores))}"
                       + (f" ({r.disk_format})" if r.disk_format != "same" else "")),
                ("Task", f"{t.id} {t.state}" if t else (self.task_id or "none started")),
                ("Duration", f"{t.duration_s:.1f} s" if t and t.duration_s is not None else "-")]

@@ -245,13 +245,16 @@ class ResolvedPlan:
             parts.append(f"resource pool -> {self.resource_pool}")
         for nic in self.nic_changes:
             parts.append(f"{nic.label}: {nic.old_port_group} -> {nic.new_port_group}")
-        return f"{self.vm}: " + ("; ".join(parts) if parts else "already there, nothing to do")
+        # names as the operator wrote them; the only %2f / %5c / %25 here are vCenter's escapes of names
+        return display_name(f"{self.vm}: " + ("; ".join(parts) if parts else "already there, nothing to do"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (str, int, bool, list, dict) for the JSON record."""
         data = asdict(self)
         data["plan"] = self.plan.to_dict()
-        data["disks"] = [asdict(d) for d in self.disks]
+        data["disks"] = [{**asdict(d), "name": d.name} for d in self.disks]
+        data["disk_placement"] = {d.name: {"datastore": d.target_datastore, "format": d.target_format,
+                                           "moves": d.moves} for d in self.placed_disks}
         data["nic_changes"] = [asdict(n) for n in self.nic_changes]
         data["vm_datastores"] = list(self.vm_datastores)
         data["iso_datastores"] = list(self.iso_datastores)

@@ -164,7 +164,7 @@ class _Run:
         elif failed and not s.force_reason.strip():
             self._finish(recorder, "CHECKS FAILED", f"refused: {verdict}; nothing was changed")
         elif failed:
-            self.emit(Notice("warning", f"moving despite {len(failed)} failed check(s): {s.force_reason}"))
+            self.emit(Notice("warning", f"moving despite {checks_mod.plural(len(failed), 'failed check')}: {s.force_reason}"))
 
     def _move(self, recorder: Recorder) -> None:
         s, r, req = self.state, self.state.resolved, self.request

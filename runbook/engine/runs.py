@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from runbook.domain.checks.base import plural
 from runbook.engine.context import RunContext
 from runbook.engine.events import Emitter, RunStarted, Sink, Step
 from runbook.engine.interrupt import Interrupted, interruptible
@@ -48,7 +49,8 @@ def inventory(request: InventoryRequest | dict | None = None, *, on_event: Sink 
                     run_dir=str(recorder.run_dir) if recorder.run_dir else None))
     counts = {name: len(df) for name, df in inv.tables().items()}
     no_vmotion = inv.hosts.loc[~inv.hosts["vmotion_enabled"].astype(bool), "name"].tolist() if len(inv.hosts) else []
-    summary = (f"{counts['vms']} VMs on {counts['hosts']} hosts, {counts['datastores']} datastores"
+    summary = (f"{plural(counts['vms'], 'VM')} on {plural(counts['hosts'], 'host')}, "
+               f"{plural(counts['datastores'], 'datastore')}"
                + (f"; no vMotion adapter on: {', '.join(no_vmotion)}" if no_vmotion
                   else "; vMotion enabled on every host"))
     recorder.set(inventory=counts)
@@ -86,7 +88,7 @@ def enable_vmotion(request: EnableVmotionRequest | dict, *, on_event: Sink | Non
         with interruptible():
             try:
                 if request.apply:
-                    emit(Step("apply", "started", f"applying {len(plan.pending)} change(s)"))
+                    emit(Step("apply", "started", f"applying {plural(len(plan.pending), 'change')}"))
                 fix.run(apply=request.apply)
                 recorder.finish(fix.outcome, fix.summary, hosts=fix.host_records(),
                                 figures=[("vCenter", settings.url)] + fix.figures())

@@ -340,11 +340,14 @@ def plot_probes(result: ProbeResult, ax: Any = None, task_start: Any = None, tas
     for extra, name in ((task_start, "task start"), (task_end, "task end"), (switchover, "switch-over")):
         if extra is not None and not any(_utc(w) == extra for w, _ in marks):
             marks.append((extra, name))
-    for when, label in marks:
+    labels = []
+    for when, label in sorted(marks, key=lambda m: to_x(m[0])):
         at = to_x(when)
         ax.axvline(at, color="tab:green", lw=1, ls="--")
-        ax.annotate(str(label), (at, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
-                    textcoords="offset points", rotation=90, va="top", ha="left", fontsize=8)
+        labels.append(ax.annotate(str(label), (at, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
+                                  textcoords="offset points", rotation=90, va="top", ha="left", fontsize=8,
+                                  arrowprops={"arrowstyle": "-", "color": "tab:green", "lw": 0.5,
+                                              "shrinkA": 0, "shrinkB": 0}))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz="UTC"))
     ax.set_xlabel("time (UTC)")
     ax.set_ylabel("round trip (ms)")
@@ -353,4 +356,41 @@ def plot_probes(result: ProbeResult, ax: Any = None, task_start: Any = None, tas
                  f"{result.describe(task_start, task_end, switchover)}", fontsize=9, loc="left")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+    spread_labels(ax, labels)
     return fig
+
+
+LABEL_GAP_PT = 1.5  # points between two event labels side by side
+
+
+def spread_labels(ax: Any, labels: Sequence[Any]) -> None:
+    """Move the event labels (rotated annotations at the top of ``ax``, sorted by x) sideways so that no two
+    overlap: each starts where the one before it ends, a thin line leading back to its event; a run of labels
+    that would leave the axes on the right is pushed back left. Labels do not take part in the layout, so
+    placing them never moves the axes they were measured against."""
+    if not labels:
+        return
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    fig = ax.figure
+    for label in labels:
+        label.set_in_layout(False)
+    canvas = fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)
+    canvas.draw()  # the layout engine places the axes; the labels are measured where they will be drawn
+    renderer = canvas.get_renderer()
+    to_pt = 72.0 / fig.dpi
+    gap = LABEL_GAP_PT / to_pt
+    anchors = [ax.transData.transform((label.xy[0], 0))[0] for label in labels]
+    widths = [Text.get_window_extent(label, renderer).width for label in labels]  # the text, not its leader
+    lefts, edge = [], -float("inf")
+    for at, width in zip(anchors, widths):
+        left = max(at + 2 / to_pt, edge + gap)
+        lefts.append(left)
+        edge = left + width
+    right = ax.get_window_extent(renderer).x1
+    for i in range(len(lefts) - 1, -1, -1):
+        limit = right - widths[i] if i == len(lefts) - 1 else lefts[i + 1] - gap - widths[i]
+        lefts[i] = min(lefts[i], limit)
+    for label, at, left in zip(labels, anchors, lefts):
+        label.xyann = ((left - at) * to_pt, -2)

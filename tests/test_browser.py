@@ -62,26 +62,24 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90)
     raise RuntimeError(f"JupyterLab did not answer at {url} in {timeout:g} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def jupyterlab(fresh_lab, tmp_path: Path, request: pytest.FixtureRequest):
-    """A lab, and JupyterLab on a free port whose kernels talk to it and write reports to a tmp dir."""
+def start_jupyterlab(info, home: Path, reports: Path, stop_at_end) -> dict:
+    """JupyterLab on a free port whose kernels talk to the lab ``info`` and write reports to ``reports``;
+    ``stop_at_end(fn)`` registers its stop (which also fails the test if the notebooks got outputs)."""
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
     pytest.importorskip("playwright")
-    info = fresh_lab("default")
     token, port = secrets.token_hex(16), _free_port()
-    home = tmp_path / "jupyter"
     settings_dir = home / "settings"
     for name, values in LAB_SETTINGS.items():
         plugin, _, file = name.rpartition("/")
         (settings_dir / plugin).mkdir(parents=True, exist_ok=True)
         (settings_dir / plugin / file).write_text(json.dumps(values))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOVC_", "RUNBOOK_", "JUPYTER"))}
-    env.update(lab_env(info), RUNBOOK_REPORTS=str(tmp_path / "reports"), JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
+    env.update(lab_env(info), RUNBOOK_REPORTS=str(reports), JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                IPYTHONDIR=str(home / "ipython"), MPLBACKEND="Agg")
-    log = tmp_path / "jupyterlab.log"
-    before = NOTEBOOK.read_bytes()
+    log = home / "jupyterlab.log"
+    notebooks = {p: p.read_bytes() for p in NOTEBOOK.parent.glob("*.ipynb")}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
@@ -97,29 +95,45 @@ def jupyterlab(fresh_lab, tmp_path: Path, request: pytest.FixtureRequest):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
-        if NOTEBOOK.read_bytes() != before:  # never leave outputs in the committed notebook
-            NOTEBOOK.write_bytes(before)
-            pytest.fail("the test run changed notebooks/migrate.ipynb (restored)")
+        changed = [p.name for p, before in notebooks.items() if p.read_bytes() != before]
+        for p in notebooks:  # never leave outputs in the committed notebooks
+            if p.read_bytes() != notebooks[p]:
+                p.write_bytes(notebooks[p])
+        if changed:
+            pytest.fail(f"the test run changed {', '.join(changed)} (restored)")
 
-    request.addfinalizer(stop)
+    stop_at_end(stop)
     base = f"http://127.0.0.1:{port}"
     _wait_http(f"{base}/api/status?token={token}", proc, log)
-    return {"base": base, "token": token, "info": info, "reports": tmp_path / "reports", "log": log}
+    return {"base": base, "token": token, "info": info, "reports": reports, "log": log}
+
+
+@pytest.fixture
+def jupyterlab(fresh_lab, tmp_path: Path, request: pytest.FixtureRequest):
+    """A lab, and JupyterLab on a free port whose kernels talk to it and write reports to a tmp dir."""
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    info = fresh_lab("default")
+    return start_jupyterlab(info, tmp_path / "jupyter", tmp_path / "reports", request.addfinalizer)
+
+
+def launch_page(profile: Path, stop_at_end, viewport: dict | None = None):
+    """Debian's Chromium driven by Playwright, with a fresh profile; its first page."""
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    stop_at_end(pw.stop)
+    context = pw.chromium.launch_persistent_context(
+        str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+        viewport=viewport or {"width": 1400, "height": 1600})
+    stop_at_end(context.close)
+    context.set_default_timeout(LONG)
+    return context.pages[0] if context.pages else context.new_page()
 
 
 @pytest.fixture
 def page(tmp_path: Path, request: pytest.FixtureRequest):
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    request.addfinalizer(pw.stop)
-    context = pw.chromium.launch_persistent_context(
-        str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-        viewport={"width": 1400, "height": 1600})
-    request.addfinalizer(context.close)
-    context.set_default_timeout(LONG)
-    page = context.pages[0] if context.pages else context.new_page()
-
+    page = launch_page(tmp_path / "chromium-profile", request.addfinalizer)
     failed_before = request.session.testsfailed
 
     def on_failure() -> None:  # runs before context.close: keep what the page showed when a step failed
@@ -129,7 +143,6 @@ def page(tmp_path: Path, request: pytest.FixtureRequest):
 
     request.addfinalizer(on_failure)
     return page
-
 
 
 def _wait_kernel_ready(lab: dict, timeout: float = 120) -> None:
@@ -146,6 +159,24 @@ def _wait_kernel_ready(lab: dict, timeout: float = 120) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"no idle kernel connected to the page in {timeout:g} s: {kernels}")
+
+
+def open_and_run_all(page, lab: dict, notebook: str, wait_css: str):
+    """Open ``notebooks/<notebook>`` in JupyterLab, Run All, and wait for ``wait_css`` to show."""
+    page.goto(f"{lab['base']}/lab/tree/notebooks/{notebook}?token={lab['token']}")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    page.locator(".jp-Notebook .jp-Cell").nth(3).wait_for()
+    _wait_kernel_ready(lab)
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(state="attached")
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    select_kernel = page.locator(".jp-Dialog button.jp-mod-accept", has_text="Select")
+    target = page.locator(wait_css).first
+    target.or_(select_kernel).first.wait_for()
+    if select_kernel.is_visible():  # in case the setting that starts the default kernel is not honoured
+        select_kernel.click()
+    target.wait_for(state="visible")
+    return page.locator(wait_css)
 
 
 def _option(page, css: str, starts: str) -> str:
@@ -166,21 +197,12 @@ def test_choose_check_and_migrate_in_jupyterlab(jupyterlab, page) -> None:
     from runbook.domain.placement import placement
 
     lab = jupyterlab
-    page.goto(f"{lab['base']}/lab/tree/notebooks/migrate.ipynb?token={lab['token']}")
-    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
-    page.locator(".jp-Notebook .jp-Cell").nth(3).wait_for()
-    _wait_kernel_ready(lab)
-    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(state="attached")
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-
-    select_kernel = page.locator(".jp-Dialog button.jp-mod-accept", has_text="Select")
-    wizard = page.locator(".rb-wizard")
-    wizard.or_(select_kernel).first.wait_for()
-    if select_kernel.is_visible():  # in case the setting that starts the default kernel is not honoured
-        select_kernel.click()
-    wizard.wait_for(state="visible")
-    page.get_by_text("no VM given").first.wait_for()  # Run All stopped under the chooser, as designed
+    wizard = open_and_run_all(page, lab, "migrate.ipynb", ".rb-wizard")
+    page.get_by_text("Pick a VM and a target above, then press Check.").first.wait_for()
+    # Run All stopped under the chooser quietly: one line, no error box, no traceback
+    expect(page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)
+    expect(page.locator(".jp-OutputArea-output", has_text="Traceback")).to_have_count(0)
+    expect(page.get_by_text("BadInput")).to_have_count(0)
 
     page.locator(".rb-cluster select").select_option(value=_option(page, ".rb-cluster", "Cluster-A"))
     page.locator(".rb-vm-filter input").fill("web-01")

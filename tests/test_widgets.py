@@ -273,3 +273,151 @@ def test_a_datastore_that_already_holds_the_disks_offers_only_the_same_format(in
     assert [fmt for _, fmt in c.format_options()] == ["same"]
     c.choose("datastore", elsewhere[0])
     assert [fmt for _, fmt in c.format_options()] == ["same", "thin", "thick", "eagerzeroedthick"]
+
+
+# -- the later steps: network, datastores' verdicts, advanced ---------------------------------------------------
+def _with(inventory, table: str, name: str, column: str, value):
+    """A copy of the inventory where the row ``name`` of ``table`` has ``column`` set to ``value``."""
+    df = getattr(inventory, table).copy()
+    idx = df.index[df["name"] == name][0]
+    df.at[idx, column] = value
+    return type(inventory)(**{**inventory.__dict__, table: df})
+
+
+def test_a_cluster_of_one_host_says_host(inventory) -> None:
+    c = Choices(_with(inventory, "clusters", "Cluster-A", "host_count", 1))
+    assert [label for label, _ in c.cluster_options()] == ["Cluster-A (DC1, 1 host)"]
+
+
+def test_a_target_host_lacking_a_port_group_asks_for_a_mapping(inventory) -> None:
+    inv = _with(inventory, "hosts", "esx-03.lab.local", "port_groups", ["VM Network", "Storage Net"])
+    c = _picked(inv, "app-01")  # app-01's NIC is on "App Network"
+    label = next(label for label, _ in c.host_options() if label.startswith("esx-03"))
+    assert label.endswith("✔ checks pass  · needs a network mapping"), label
+    c.choose("host", _value(c.host_options(), "esx-03"))
+    assert c.missing_port_groups() == ["App Network"] and c.needed("network")
+    assert c.next_step() == "network" and not c.can_check() and c.plan() is None
+    assert c.network_options() == [("Storage Net", "Storage Net"), ("VM Network", "VM Network")]
+    assert c.nics_on("App Network") == [f"Network adapter 1 ({_vm(inv, 'app-01')['nics'][0]['key']})"]
+    c.choose_network("App Network", "VM Network")
+    assert c.can_check() and c.plan().network_map == {"App Network": "VM Network"}
+    assert "App Network -> VM Network" in c.describe()
+    c.choose("host", _value(c.host_options(), "esx-02"))  # another host: the mapping goes with the old one
+    assert c.network == {} and not c.needed("network") and c.can_check()
+
+
+def test_a_single_port_group_on_the_target_is_picked_for_the_mapping(inventory) -> None:
+    inv = _with(inventory, "hosts", "esx-03.lab.local", "port_groups", ["VM Network"])
+    c = _picked(inv, "app-01")
+    c.choose("host", _value(c.host_options(), "esx-03"))
+    assert c.network == {"App Network": "VM Network"} and c.can_check()
+
+
+def test_datastores_carry_the_verdict_of_the_storage_checks(inventory) -> None:
+    inv = _with(inventory, "datastores", "nfs-02", "free_bytes", 2**29)  # 0.5 GiB free
+    c = _picked(inv, "web-01", "datastore")
+    labels = dict((label.split(" ")[0], label) for label, _ in c.datastore_options())
+    assert labels["nfs-02"].endswith("✖ fails: free space on the target datastore"), labels
+    assert labels["local-esx-01"].endswith("✔ checks pass")
+    assert c.datastore_problem() == ""
+    c.choose("datastore", _value(c.datastore_options(), "nfs-02"))
+    problem = c.datastore_problem()
+    assert problem.startswith("✖ free space on the target datastore: needs") and "Remedy: " in problem, problem
+
+
+def test_advanced_picks_go_into_the_plan_and_clear_with_the_picks_above(inventory) -> None:
+    c = _picked(inventory, "app-01", "datastore")
+    assert [v for _, v in c.pool_options()][0] == "" and len(c.pool_options()) == 2
+    c.choose("datastore", _value(c.datastore_options(), "nfs-02"))
+    assert [str(d["label"]) for d in c.vm_disks()] == ["Hard disk 1", "Hard disk 2"]
+    local = _value(c.disk_datastore_options(), "local-esx-01")
+    c.choose_disk("Hard disk 2", local, "thin")
+    c.choose_pool(c.pool_options()[1][1])
+    plan = c.plan()
+    assert plan.disk_placement == {"Hard disk 2": (local, "thin")} and plan.resource_pool == c.pool_options()[1][1]
+    c.choose_disk("Hard disk 2", "", "thin")  # "with the VM" again: no placement
+    assert c.disks == {}
+    c.choose_disk("Hard disk 1", local, "same")
+    c.choose("datastore", _value(c.datastore_options(), "nfs-01"))
+    assert c.disks == {} and c.resource_pool == ""
+
+
+def test_the_wizard_request_carries_mapping_change_id_priority_pool_and_disks(wizard, inventory) -> None:
+    c = wizard.choices
+    wizard.pick(vm=str(_vm(inventory, "app-01")["moid"]), kind="datastore")
+    wizard.pick(datastore=_value(c.datastore_options(), "nfs-02"))
+    ds, fmt = wizard.advanced.disk_pickers["Hard disk 2"]
+    assert fmt.disabled  # a format changes only when the disk is copied: pick its datastore first
+    ds.value = _value(c.disk_datastore_options(), "local-esx-01")
+    assert not fmt.disabled
+    fmt.value = "thin"
+    wizard.advanced.change_id.value = "CHG-42"
+    wizard.advanced.priority.value = "high"
+    request = wizard.request()
+    assert request.disk_placement == {"Hard disk 2": "local-esx-01:thin"}
+    assert (request.change_id, request.priority, request.target_datastore) == ("CHG-42", "high", "nfs-02")
+    assert "Hard disk 2" in wizard.hint.value
+    wizard.pick(kind="host")  # a new pick above: the per-disk rows and placement go
+    assert c.disks == {} and wizard.advanced.disk_pickers == {}
+
+
+def test_the_probe_chart_marks_lost_probes_and_redraws_at_most_4_times_a_second() -> None:
+    from runbook.engine.events import PingSample
+    from runbook.fronts.wizard_probes import ProbeChart
+
+    chart = ProbeChart(hz=4)
+    for i in range(40):  # 40 samples in well under a second
+        chart.add(PingSample("127.0.0.1", sent=10 * (i + 1), lost=3 if i >= 20 else 0, last_rtt_ms=0.2 + i / 100))
+    assert chart.draws == 1 and len(chart.points) == 40
+    chart.draw()
+    svg = chart.widget.value
+    assert svg.count('class="rb-lost"') == 1 and "3 lost by probe 210" in svg
+    assert "<polyline" in svg and "400 sent, 3 lost" in svg
+
+
+def test_the_run_panel_names_every_phase_of_a_move() -> None:
+    from runbook.engine.events import PingSample, RunFinished, Step, TaskProgress
+    from runbook.fronts.wizard_run import RunPanel
+
+    panel = RunPanel(on_cancel=lambda: None)
+    panel.start()
+    shown = []
+    for event in (Step("checks", "started", "checks:"), Step("checks", "ended", "All 16 checks passed"),
+                  Step("submit", "started", "submitting the relocation of web-01"),
+                  Step("task", "started", "task task-1 started"), TaskProgress("task-1", 45, "running"),
+                  PingSample("127.0.0.1", 20, 0, 0.3), TaskProgress("task-1", 100, "success"),
+                  Step("ping tail", "started", "probing 5 s more after the task"),
+                  Step("verify", "started", "verifying where the vCenter says the VM is"),
+                  RunFinished("SUCCEEDED", "moved", 0)):
+        panel.on_event(event)
+        shown.append(panel.state.value)
+    assert shown == ["checks", "checks: All 16 checks passed", "submitting the relocation of web-01",
+                     "task 0%", "task 45% running", "task 45% running", "task 100% success",
+                     "ping tail: probing 5 s more after the task", "verifying where the vCenter says the VM is",
+                     "SUCCEEDED"]
+    assert panel.progress.value == 100 and "20 sent, 0 lost" in panel.ping_label.value
+    assert panel.progress.layout.display is None and panel.live.layout.display is None
+
+
+def test_the_record_is_a_link_relative_to_the_notebook(tmp_path) -> None:
+    from runbook.fronts.wizard_run import report_link
+
+    report = tmp_path / "reports" / "2026-12-01" / "CHG 1-120000Z" / "report.html"
+    link = report_link(report, start=tmp_path / "notebooks")
+    assert 'href="../reports/2026-12-01/CHG%201-120000Z/report.html"' in link
+    assert "CHG 1-120000Z/report.html</a>" in link
+
+
+def test_run_all_stops_quietly_at_the_chooser() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from runbook.fronts import notebook
+
+    shell = InteractiveShell.instance()
+    notebook.setup()
+    result = shell.run_cell("from runbook.fronts.notebook import StopHere\nraise StopHere('Pick a VM above.')")
+    assert not result.success  # the kernel answers "error": Run All stops here
+    with pytest.raises(notebook.StopHere, match="Set vm"):
+        notebook.wait_for_input({"vm": ""}, "Set vm above.")
+    assert notebook.wait_for_input({"vm": "web-01"}, "x") is None
+    assert notebook.wait_for_input({"vm": "", "run_context": "/run/context.json"}, "x") is None

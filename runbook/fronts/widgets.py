@@ -215,6 +215,7 @@ class Wizard:
         """A pick in the network step or the advanced section: the old checks and result go."""
         self._clear()
         self.network.sync(self.choices)
+        self.advanced.sync(self.choices)
         self._sync_hint()
         self._sync_buttons()
 

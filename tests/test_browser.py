@@ -79,7 +79,7 @@ def start_jupyterlab(info, home: Path, reports: Path, stop_at_end) -> dict:
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                IPYTHONDIR=str(home / "ipython"), MPLBACKEND="Agg")
     log = home / "jupyterlab.log"
-    notebooks = {p: p.read_bytes() for p in NOTEBOOK.parent.glob("*.ipynb")}
+    notebooks = {p: p.read_bytes() for p in (NOTEBOOK, NOTEBOOK.with_name("check.ipynb"))}  # the ones opened
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",

@@ -298,7 +298,7 @@ def test_a_target_host_lacking_a_port_group_asks_for_a_mapping(inventory) -> Non
     assert c.missing_port_groups() == ["App Network"] and c.needed("network")
     assert c.next_step() == "network" and not c.can_check() and c.plan() is None
     assert c.network_options() == [("Storage Net", "Storage Net"), ("VM Network", "VM Network")]
-    assert c.nics_on("App Network") == [f"Network adapter 1 ({_vm(inv, 'app-01')['nics'][0]['key']})"]
+    assert c.nics_on("App Network") == [f"Network adapter 1 ({_vm(inv, 'app-01')['nics'][0]['mac']})"]
     c.choose_network("App Network", "VM Network")
     assert c.can_check() and c.plan().network_map == {"App Network": "VM Network"}
     assert "App Network -> VM Network" in c.describe()

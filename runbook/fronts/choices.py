@@ -22,6 +22,7 @@ from runbook.domain.checks.base import FAIL, WARN, plural
 from runbook.domain.checks.storage import DISK_FORMAT, FREE_SPACE, SHARED_STORAGE, TARGET_DATASTORE
 from runbook.domain.checks.vm import PORT_GROUPS
 from runbook.errors import RunbookError
+from runbook.vsphere.devices import display_name
 from runbook.vsphere.inventory import Inventory
 from runbook.domain.plan import MigrationPlan, resolve
 
@@ -391,8 +392,8 @@ class Choices:
 
 
 def device_name(device: dict[str, Any]) -> str:
-    """A disk or NIC as an admin knows it: its label, then its device key: "Hard disk 1 (203)"."""
-    return f"{device.get('label')} ({device.get('key')})"
+    """A disk or NIC as an admin knows it: "Hard disk 1 (web-01.vmdk)", "Network adapter 1 (00:50:56:...)"."""
+    return display_name(device)
 
 
 def vm_label(r: pd.Series) -> str:

@@ -7,16 +7,18 @@ Starts an `evacuate` lab (always stopped), sets every move to ``--seconds``, and
 ``runbook.wave(EvacuateRequest(host=esx-01))``. Reported, from the wave's record (the vCenter's task times):
 
 * wall: first task start to last task end; ideal: the makespan the limits allow for those task times, here
-  ``max(longest task, sum of task times / vMotions allowed on the source host)`` (every move leaves the same
-  host, so the source's vMotion budget binds); the issue's goal is wall <= 1.15 x ideal;
+  the canary's task (it moves alone, by the issue's rule) plus ``max(longest other task, sum of the other
+  task times / vMotions allowed on the source host)`` (every move leaves the same host, so the source's
+  vMotion budget binds; a lower bound: no schedule does better); the issue's goal is wall <= 1.15 x ideal;
 * the runbook's own time per VM beyond its vCenter task (the VM's whole run less its task time, less the
-  ping tail when probing): goal <= 0.5 s per VM;
+  time it waited at the gate for room within the limits, less the ping tail when probing): goal <= 0.5 s;
 * sequential: ``--sequential`` of the moved VMs moved back one by one with ``runbook.migrate()``, the time
   per VM, and the whole host at that pace.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -41,28 +43,38 @@ def _when(text: str):
 
 def main() -> int:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    args.add_argument("--seconds", type=float, default=1.0, help="duration of every move in the lab")
+    args.add_argument("--seconds", type=float, default=0.0,
+                      help="duration of every move in the lab (0: the scenario's, memory copied at 1 GiB/s)")
     args.add_argument("--ping", default="none", help="none or auto (probe every VM through its move)")
     args.add_argument("--sequential", type=int, default=6, help="VMs moved back one by one for comparison")
     opts = args.parse_args()
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-wave-") as tmp:
         info = lab_mod.start("evacuate", state_dir=Path(tmp) / "lab")
         try:
-            lab_mod.LabControl(info).set_migration_seconds(None, opts.seconds)
+            if opts.seconds:
+                lab_mod.LabControl(info).set_migration_seconds(None, opts.seconds)
             settings = Settings(host=info.host, port=info.port, scheme="http", username=info.username,
                                 password=info.password)
             context = RunContext(reports_dir=Path(tmp) / "reports", report=False)
-            began = time.monotonic()
+            began, cpu = time.monotonic(), time.process_time()
             result = runbook.wave(runbook.EvacuateRequest(host=HOST, ping=opts.ping), settings=settings,
                                   context=context)
-            run_s = time.monotonic() - began
+            run_s, cpu_s = time.monotonic() - began, time.process_time() - cpu
+            first = min(_when(m["started"]) for m in result.record["moves"] if m["started"])
+            last = max(_when(m["completed"]) for m in result.record["moves"] if m["completed"])
+            before_s = (first - _when(result.record["started"])).total_seconds()
+            after_s = (_when(result.record["ended"]) - last).total_seconds()
             moves = [m for m in result.record["moves"] if m["status"] == "moved"]
             tasks = [m["task_s"] for m in moves]
             wall = (max(_when(m["completed"]) for m in moves) - min(_when(m["started"]) for m in moves)).total_seconds()
             allowed = result.record["wave"]["limits"]["vmotions_per_host"][HOST]
-            ideal = max(max(tasks), sum(tasks) / allowed)
+            canary = next(m["task_s"] for m in moves if m["vm"] == result.record["wave"]["canary"])
+            rest = list(tasks)
+            rest.remove(canary)
+            ideal = canary + max(max(rest, default=0), sum(rest) / allowed)
             tail = result.record["parameters"]["ping_tail"] if opts.ping != "none" else 0.0
-            own = [m["duration_s"] - m["task_s"] - tail for m in moves]
+            own = [m["duration_s"] - m["task_s"] - (m["gate_s"] or 0) - tail for m in moves]
             seq = []
             for m in moves[:opts.sequential]:
                 t = time.monotonic()
@@ -73,11 +85,16 @@ def main() -> int:
         finally:
             lab_mod.stop(Path(tmp) / "lab")
     print(f"wave: {result.outcome}, {len(moves)} VMs moved off {HOST}, {allowed} vMotions allowed at once, "
-          f"moves of {opts.seconds:g} s, ping {opts.ping}")
+          f"moves of {f'{opts.seconds:g} s' if opts.seconds else 'the scenario (memory at 1 GiB/s)'}, "
+          f"task times {min(tasks):.1f} to {max(tasks):.1f} s ({sum(tasks):.1f} s in all), ping {opts.ping}; "
+          f"load average before/after {load[0]:.1f}/{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"  wall (first task start to last end) {wall:.1f} s; ideal for these tasks {ideal:.1f} s; "
           f"ratio {wall / ideal:.2f} (goal <= 1.15)")
-    print(f"  the whole run {run_s:.1f} s (inventory, plan and checks of every VM, record)")
-    print(f"  runbook time per VM beyond its task: median {statistics.median(own):.2f} s, max {max(own):.2f} s "
+    print(f"  the whole run {run_s:.1f} s: {before_s:.1f} s from the record's start to the first task (plan, "
+          f"canary's checks), {after_s:.1f} s after the last task (its verification, the record, the timeline)")
+    print(f"  the runbook's time beyond the ideal: {(run_s - ideal) / len(moves):.2f} s per VM over the whole run; "
+          f"its CPU time {cpu_s / len(moves):.2f} s per VM")
+    print(f"  each VM's own run beyond its task and its wait at the gate (elapsed, threads sharing the CPU): median {statistics.median(own):.2f} s, max {max(own):.2f} s "
           f"(goal <= 0.5 s)")
     if seq:
         each = statistics.mean(seq)

@@ -35,7 +35,7 @@ def _wave(info, request, tmp_path: Path, **kwargs):
 
 def _lab_concurrency(info) -> dict:
     """The most relocations the lab ran at once per host and per datastore (sim/concurrency.go)."""
-    return lab_mod.LabControl(info)._call("/concurrency")
+    return lab_mod.LabControl(info).concurrency()
 
 
 def _host_of(info, vm: str) -> str:

@@ -51,7 +51,10 @@ from runbook.vsphere.properties import retrieve_objects
 log = logging.getLogger("runbook")
 
 MAINTENANCE_TIMEOUT_S = 600.0
-#: Moves prepared ahead (looked up, checked, probes started) beyond those running, waiting at the gate.
+#: How often the record is saved with the progress of the moves while they run.
+SAVE_EVERY_S = 5.0
+#: Moves prepared ahead (looked up, checked, probes started) beyond those running, waiting at the gate: at
+#: least this many, and as many as the busiest host's vMotion limit.
 PREPARE_AHEAD = 4
 
 
@@ -79,6 +82,8 @@ class _Wave:
         self.signals: list[str] = []
         self.undoes: str | None = None
         self.limits = Limits()
+        self.saved_at = 0.0  # time.monotonic() of the last progress save
+        self.inventory: Inventory | None = None  # read once; every move of the wave looks its objects up in it
 
     # -- the run ------------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -86,7 +91,7 @@ class _Wave:
         si = login(self.settings)
         try:
             self.emit(Step("resolve", "started", f"reading the inventory of {self.settings.url}"))
-            inventory = read(si)
+            inventory = self.inventory = read(si)
             self.rows = self._plan(inventory)  # refusals raise from here, before any record exists
             self.limits = Limits(self.request.max_vmotions_per_host, self.request.max_svmotions_per_host,
                                  self.request.max_svmotions_per_datastore,
@@ -175,6 +180,8 @@ class _Wave:
         and follow them to their end; after a stop, admit none and start none."""
         pending, ready = list(runnable), []
         canary: VmMove | None = None
+        hosts = {h for r in runnable for h in (r.source_host, r.target_host) if h}
+        ahead = max([PREPARE_AHEAD, *(self.limits.vmotions_on(h) for h in hosts)])
         while True:
             self._check_stop()
             if self.stop is not None:
@@ -184,8 +191,9 @@ class _Wave:
                 ready = []
             else:
                 holding = [c.move for c in self.children.values() if c.holding]
+                canary_done = canary is not None and not canary.vm_pending
                 for child in sorted(ready, key=lambda c: c.number):
-                    if self.limits.fits(child.move, holding):
+                    if (child is canary or canary_done) and self.limits.fits(child.move, holding):
                         ready.remove(child)
                         holding.append(child.move)
                         child.holding, child.admitted = True, True
@@ -195,11 +203,12 @@ class _Wave:
                     canary = self._start(pending.pop(0))
                     recorder.set(wave={**recorder.data["wave"], "canary": canary.row.vm})
                     self.emit(Notice("info", f"canary: {canary.row.vm} moves first, alone"))
-                elif canary is not None and not canary.vm_pending:
-                    live = sum(1 for c in self.children.values() if c.vm_pending)
-                    while pending and live < len(holding) + PREPARE_AHEAD:
-                        self._start(pending.pop(0))
-                        live += 1
+                # once the canary's task is submitted, the next moves prepare (while it runs) and wait at the
+                # gate: as many as can run at once, so that a slot that frees is taken at once
+                live = sum(1 for c in self.children.values() if c.vm_pending)
+                while canary is not None and canary.admitted is not None and pending and live < len(holding) + ahead:
+                    self._start(pending.pop(0))
+                    live += 1
             if not any(c.vm_pending for c in self.children.values()) and (self.stop is not None or not pending):
                 break
             try:
@@ -214,7 +223,7 @@ class _Wave:
             self.entries[row.vm] = wave_record.entry(row, status="not started",
                                                      note=f"not started: {self.stop['reason']}" if self.stop else "")
             self.emit(VmState(vm=row.vm, state="not started"))
-        self._save(recorder)
+        self._save(recorder, now=True)
 
     def _start(self, row: waveplan.Row) -> VmMove:
         child = VmMove(self, row, len(self.children) + 1)
@@ -257,7 +266,7 @@ class _Wave:
         if child.admitted is False or (status == "cancelled" and not result.record.get("task")):
             status = "not started"  # stopped at the gate: prepared, never submitted
         entry = wave_record.entry(row, status=status, result=result, run_dir=child.run_dir, wave_dir=self.run_dir,
-                                  slot=(child.slot_start, child.slot_end))
+                                  slot=(child.slot_start, child.slot_end), ready=child.ready_at)
         self.entries[row.vm] = entry
         self.emit(VmState(vm=row.vm, state=status, text=result.summary, task=entry["task"],
                           outage_ms=entry["outage_ms"]))
@@ -364,7 +373,12 @@ class _Wave:
             error = {"type": "WaveStopped" if stop else "WaveFailed", "message": str(why)}
         self._finish(recorder, outcome, summary, wall_s=wall_s, error=error)
 
-    def _save(self, recorder: Recorder) -> None:
+    def _save(self, recorder: Recorder, *, now: bool = False) -> None:
+        """Write the record's progress (each VM's outcome so far): at most every SAVE_EVERY_S seconds while
+        moves run (each save validates the whole record: CPU the moves' threads need), at once with ``now``."""
+        if not now and self.stop is None and time.monotonic() - self.saved_at < SAVE_EVERY_S:
+            return
+        self.saved_at = time.monotonic()
         moves = [self.entries.get(r.vm) or wave_record.entry(r, status="not started") for r in self.rows]
         recorder.set(moves=moves, wave={**recorder.data["wave"], "stop": self.stop})
 

@@ -1,5 +1,9 @@
 """One VM's move inside a wave: a MoveRequest through the single-move engine, in a thread, with its own record.
 
+The moves of a wave look their VM and targets up in the inventory the wave read once (the single move's
+engine reads its own slice of the vCenter when it runs alone): the plan was made from that inventory, and
+vCenter's own verdict (CheckRelocate_Task, run for each move just before it is submitted) is live.
+
 The move prepares while others run (looks the VM up, checks it, locks it, starts its probes) and then
 waits at the wave's gate, at the moment it would submit its relocation: the wave admits it when it fits
 the concurrency limits, or answers that the wave stopped, and the move then ends CANCELLED having changed
@@ -44,6 +48,7 @@ class VmMove:
                                    network_map=dict(row.network_map), priority=req.priority, timeout_s=req.timeout_s,
                                    ping=req.ping, ping_interval=req.ping_interval, ping_tcp_port=req.ping_tcp_port,
                                    ping_tail=req.ping_tail, change_id=req.change_id)
+        self.ready_at: dt.datetime | None = None  # when it reached the gate, prepared
         self.run_dir = wave.run_dir / "moves" / f"{number:03d}-{safe_name(row.vm) or 'vm'}" if wave.run_dir else None
         self.context = RunContext(run_dir=self.run_dir, via=wave.context.via, record=wave.context.record,
                                   report=False)
@@ -51,11 +56,13 @@ class VmMove:
         self.thread = threading.Thread(target=self._run, name=f"runbook-wave-{number}", daemon=True)
 
     def _run(self) -> None:
-        from runbook.engine.relocation import migrate
+        # the single move's engine with the wave's inventory; migrate() takes none (it reads its own slice)
+        from runbook.engine.relocation import _Run
 
         try:
-            self.result = migrate(self.request, on_event=self._sink, context=self.context,
-                                  settings=self.wave.settings, cancel=self.cancel, before_submit=self._gate)
+            run = _Run(self.request, self._sink, self.context, self.wave.settings, self.wave.inventory, self.cancel)
+            run.before_submit = self._gate
+            self.result = run.run()
         except BaseException as exc:  # a refusal before its record existed (a VM gone since the plan...)
             self.wave.inbox.put(("refused", self, exc))
         finally:
@@ -65,6 +72,7 @@ class VmMove:
         """Right before the submission, in the move's thread: the move prepared (looked up, checked, locked the
         VM, started its probes) while others ran, and it submits only when the wave admits it within the
         limits; a wave that stops answers with Interrupted, so the move ends CANCELLED with nothing changed."""
+        self.ready_at = dt.datetime.now(dt.timezone.utc)
         self.wave.inbox.put(("ready", self, None))
         while not self.gate.wait(0.2):
             if self.cancel.is_set():

@@ -21,14 +21,20 @@ STATUSES = ("moved", "failed", "cancelled", "unknown", "skipped", "not started")
 
 
 def entry(row: Any, *, status: str, result: Any = None, run_dir: Path | None = None, wave_dir: Path | None = None,
-          slot: tuple[dt.datetime | None, dt.datetime | None] = (None, None), note: str = "") -> dict[str, Any]:
-    """One VM's line of the wave's ``moves``: what happened to it, when, and where its own record is."""
+          slot: tuple[dt.datetime | None, dt.datetime | None] = (None, None), ready: dt.datetime | None = None,
+          note: str = "") -> dict[str, Any]:
+    """One VM's line of the wave's ``moves``: what happened to it, when, and where its own record is.
+
+    ``ready``: when the move was prepared (checked, locked, probing) and reached the wave's gate; ``slot``:
+    from its admission within the limits to its task's end. ``gate_s``: how long it waited at the gate."""
     data: dict[str, Any] = {"vm": row.vm, "vm_moid": row.vm_moid, "status": status,
                             "target_host": row.target_host, "target_datastore": row.target_datastore,
                             "outcome": None, "summary": note, "record": None, "task": None, "task_state": None,
                             "queued": None, "started": None, "completed": None, "task_s": None,
                             "duration_s": None, "outage_ms": None, "probes_lost": None, "probes_sent": None,
-                            "before": None, "after": None, "slot_start": iso(slot[0]), "slot_end": iso(slot[1])}
+                            "before": None, "after": None, "slot_start": iso(slot[0]), "slot_end": iso(slot[1]),
+                            "ready": iso(ready), "gate_s": round((slot[0] - ready).total_seconds(), 3)
+                            if slot[0] and ready else None}
     if result is None:
         return data
     record = result.record

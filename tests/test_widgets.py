@@ -421,3 +421,20 @@ def test_run_all_stops_quietly_at_the_chooser() -> None:
         notebook.wait_for_input({"vm": ""}, "Set vm above.")
     assert notebook.wait_for_input({"vm": "web-01"}, "x") is None
     assert notebook.wait_for_input({"vm": "", "run_context": "/run/context.json"}, "x") is None
+
+
+def test_the_ping_tail_is_counted_down_until_the_next_phase() -> None:
+    import time
+
+    from runbook.engine.events import Step
+    from runbook.fronts.wizard_run import RunPanel
+
+    panel = RunPanel(on_cancel=lambda: None)
+    panel.start(tail_s=3)
+    panel.on_event(Step("ping tail", "started", "probing 3 s more after the task"))
+    time.sleep(0.3)
+    assert panel.state.value in ("ping tail: 3 s left, probing after the task",
+                                 "ping tail: 2 s left, probing after the task"), panel.state.value
+    panel.on_event(Step("verify", "started", "verifying where the vCenter says the VM is"))
+    time.sleep(0.8)
+    assert panel.state.value == "verifying where the vCenter says the VM is"  # the countdown stopped

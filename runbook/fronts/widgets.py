@@ -312,7 +312,7 @@ class Wizard:
         self.checks_box.set_title(0, "Checks: running")
         self.checks_box.selected_index = None  # collapsed: the progress and the probes are what matter now
         self.cancel_event = threading.Event()
-        self.run.start()
+        self.run.start(tail_s=request.ping_tail if request.ping.strip().lower() != "none" else 0.0)
         self.thread = threading.Thread(target=self._run, args=(request,), name="runbook-migrate", daemon=True)
         self.thread.start()
         if wait:

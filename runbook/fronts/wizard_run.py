@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import html
 import os
+import threading
+import time
 import traceback
 import urllib.parse
 from pathlib import Path
@@ -84,6 +86,8 @@ class RunPanel:
         self.cancel_button.on_click(lambda _: on_cancel())
         self.ping_label = w.Label()
         self.ping_label.add_class("rb-ping")
+        self.tail_s = 0.0
+        self._ticking: object | None = None
         self.chart = ProbeChart()
         self.live = w.VBox([self.ping_label, self.chart.widget], layout=w.Layout(margin="0 0 0 8px"))
         self.live.add_class("rb-live")
@@ -100,7 +104,9 @@ class RunPanel:
         self.progress.value, self.state.value, self.ping_label.value = 0, "", ""
         self.chart.reset()
 
-    def start(self) -> None:
+    def start(self, tail_s: float = 0.0) -> None:
+        """A run begins; ``tail_s``: how long the probes go on after the task (counted down meanwhile)."""
+        self.tail_s = tail_s
         self.reset()
         self.progress.bar_style = "info"
         self.state.value = "starting"
@@ -109,6 +115,7 @@ class RunPanel:
 
     def on_event(self, event: Event) -> None:
         """Render one of the engine's events (called from the run's thread)."""
+        self._ticking = None  # any event ends the countdown of the ping tail
         if isinstance(event, TaskProgress):
             self.progress.value = max(0, min(100, event.percent))
             self.state.value = f"task {event.percent}% {event.state}"
@@ -129,10 +136,25 @@ class RunPanel:
         elif event.name == "ping tail":
             self.chart.draw()
             self.state.value = f"ping tail: {event.text}"
+            if self.tail_s > 1:
+                self._count_down(self.tail_s)
         elif event.text and event.name != "ping":
             self.state.value = f"{phase}: {event.text}" if not event.text.startswith(phase) else event.text
 
+    def _count_down(self, seconds: float) -> None:
+        """Say every half second how long the ping tail still lasts, until the next event."""
+        token = self._ticking = object()
+        end = time.monotonic() + seconds
+
+        def tick() -> None:
+            while self._ticking is token and (left := end - time.monotonic()) > 0:
+                self.state.value = f"ping tail: {left:.0f} s left, probing after the task"
+                time.sleep(0.5)
+
+        threading.Thread(target=tick, name="runbook-ping-tail", daemon=True).start()
+
     def finish(self, outcome: str, ping_text: str) -> None:
+        self._ticking = None
         self.chart.draw()
         self.progress.bar_style = "success" if outcome in GOOD_OUTCOMES else "danger"
         if outcome == "SUCCEEDED":

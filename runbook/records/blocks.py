@@ -60,8 +60,14 @@ class Column:
 
     @property
     def title(self) -> str:
-        words = self.header or self.key.replace("_", " ")
+        words = self.header or " ".join(_WORDS.get(w, w) for w in self.key.split("_"))
         return f"{words} ({self.unit})" if self.unit else words
+
+
+#: Words of a column's key as people write them ("evc_mode" reads "EVC mode").
+_WORDS = {"cpu": "CPU", "evc": "EVC", "vmotion": "vMotion", "ip": "IP", "ips": "IPs", "vms": "VMs", "vm": "VM",
+          "drs": "DRS", "ha": "HA", "os": "OS", "vcpus": "vCPUs", "rtt": "RTT", "vmks": "VMkernel adapters",
+          "gib": "(GiB)", "id": "ID"}
 
 
 def esc(value: Any) -> str:

@@ -32,6 +32,8 @@ def device_item(item: str, placement: dict[str, Any] | None) -> str:
         where = (placement or {}).get(side) or {}
         for device in [*(where.get("disks") or []), *(where.get("nics") or [])]:
             label = str(device.get("label") or "")
+            if item.startswith(label + " (") or item.startswith(device_name(device)):
+                return item  # already named in full
             if label and "(" not in label and (item == label or item.startswith(label + " ")):
                 return device_name(device) + item[len(label):]
     return item

@@ -84,11 +84,14 @@ def _name(value: Any) -> str:
 
 
 def error_line(data: dict[str, Any]) -> str:
-    """The banner's one line about the error, or nothing."""
+    """The banner's one line about the error, or nothing; only its type (and step) when the summary above it
+    already says its message."""
     err = data.get("error")
     if not isinstance(err, dict) or not err:
         return ""
-    line = f"{err.get('type') or 'Error'}: {err.get('message') or ''}".strip().rstrip(":")
+    message = str(err.get("message") or "")
+    said = bool(message) and message in str(data.get("summary") or "")
+    line = f"{err.get('type') or 'Error'}" + ("" if said or not message else f": {message}")
     return line + (f" (step: {err['step']})" if err.get("step") else "")
 
 

@@ -121,7 +121,7 @@ def inventory_sections(data: dict[str, Any], run_dir: Path) -> list[Section]:
         path = run_dir / f"{name}.csv"
         if not path.is_file():
             continue
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        df = _read_table(path)
         s = Section(title).add(csv_table(df, name, data))
         chart = {"hosts": charts.vms_per_host, "datastores": charts.datastore_capacity}.get(name)
         if chart is not None and len(df):
@@ -131,6 +131,24 @@ def inventory_sections(data: dict[str, Any], run_dir: Path) -> list[Section]:
                 pass
         sections.append(s)
     return sections
+
+
+def _read_table(path: Path) -> Any:
+    """A saved table as it was written: names stay text ("0001", "nan", "1e5" are names), other columns that
+    hold only numbers are numbers."""
+    import pandas as pd
+
+    from runbook.records.blocks import NAME_KEYS
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    for col in df.columns:
+        if col in NAME_KEYS or col in ("guest_ip", "ip", "vmotion_ips", "cpu_model"):
+            continue
+        try:
+            df[col] = pd.to_numeric(df[col])
+        except (ValueError, TypeError):
+            pass
+    return df
 
 
 #: A saved table's columns: header and unit for those whose name does not say it.

@@ -196,3 +196,107 @@ def test_plain_papermill_with_a_wrong_type_stops_with_one_clear_error(shared, tm
     assert len(errors[0]["traceback"]) == 1  # one line, not a traceback
     assert placement(info) == before
     assert not (tmp_path / "reports").exists(), "a refused run left a record"
+
+
+def _examples() -> list[tuple[str, list[str]]]:
+    """Every example of the CLI's help (EXAMPLES), as (command, argv): comments dropped, `eval "$(...)"` opened."""
+    import shlex
+
+    from runbook.fronts.cli import EXAMPLES
+
+    found = []
+    for command, text in EXAMPLES.items():
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith('eval "$('):
+                line = line.removeprefix('eval "$(').removesuffix(')"')
+            if line.startswith("runbook "):
+                found.append((command, shlex.split(line, comments=True)[1:]))
+    return found
+
+
+#: What a command of the examples may change: run with --dry-run added (enable-vmotion has none: --apply is
+#: run for real, in this test's own lab).
+CHANGES = ("migrate", "evacuate", "drain", "undo")
+
+
+def _app_example(argv: list[str], env: dict[str, str], cwd: Path) -> None:
+    """`runbook app ...` serves until stopped: it must print its URL line, answer there, and exit 0 on SIGTERM."""
+    import signal
+    import socket
+    import urllib.request
+
+    if "--port" in argv:  # the example's port may be taken on this machine: the same option, a free port
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            argv[argv.index("--port") + 1] = str(s.getsockname()[1])
+    if "--reports" in argv:  # and this test's reports, not the example's directory
+        argv[argv.index("--reports") + 1] = str(cwd / "app-reports")
+    argv = argv if "--no-browser" in argv else [*argv, "--no-browser"]  # no browser to open in a test
+    proc = subprocess.Popen([RUNBOOK, *argv], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "serving at http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        url = line.split("serving at ")[1].split()[0]
+        with urllib.request.urlopen(url.split("?")[0] + "voila/files/index.html", timeout=30) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, proc.stderr.read()
+
+
+@pytest.mark.slow
+def test_every_example_of_the_help_works_in_the_lab(fresh_lab, tmp_path):
+    """Each example in `runbook COMMAND --help` runs against a default lab and exits as documented (0; a check
+    exits 0 when nothing failed), --dry-run added where it would change something. The examples' inputs are
+    made first: a plan file moves.csv, and a run that moved a VM (for undo's run id)."""
+    import json
+
+    import runbook
+    from runbook.engine.context import RunContext
+
+    info = fresh_lab("default")
+    env = {**os.environ, "RUNBOOK_REPORTS": str(tmp_path / "reports"), "RUNBOOK_LAB_DIR": str(tmp_path / "own-lab")}
+    (tmp_path / "moves.csv").write_text("vm,host\nweb-01,esx-02.lab.local\napp-02,esx-03.lab.local\n")
+    moved = runbook.migrate(runbook.MoveRequest(vm="db-01", target_host="esx-03.lab.local", ping="none"),
+                            context=RunContext(reports_dir=tmp_path / "reports"))
+    assert moved.outcome == "SUCCEEDED", moved.summary
+    examples = _examples()
+    assert {command for command, _ in examples} >= {"inventory", "check", "migrate", "enable-vmotion", "evacuate",
+                                                    "drain", "undo", "app", "lab"}
+    for command, argv in examples:
+        if command == "undo" and argv[0] == "undo":
+            argv[1] = moved.run_dir.name  # the example's run id stands for one of `runbook reports`
+        if argv[0] in CHANGES and "--dry-run" not in argv:
+            argv.append("--dry-run")
+        if argv[0] == "app":
+            _app_example(argv, env, tmp_path)
+            continue
+        if argv[:2] == ["lab", "start"]:  # a lab of the example's own, stopped after
+            result = subprocess.run([RUNBOOK, *argv], env=env, cwd=tmp_path, capture_output=True, text=True,
+                                    timeout=180)
+            assert result.returncode == 0 and "export GOVC_URL=" in result.stdout, result.stderr
+            assert runbook_cli(["lab", "stop"], env, tmp_path).returncode == 0
+            continue
+        result = runbook_cli(argv, env, tmp_path)
+        assert result.returncode == 0, (argv, result.stdout[-2000:], result.stderr[-2000:])
+    assert lab_mod.LabControl(info).placement("web-01")["host"] == "esx-01.lab.local"  # the dry runs moved nothing
+    records = [json.loads(p.read_text()) for p in (tmp_path / "reports").glob("*/*/record.json")]
+    assert all(r["outcome"] in ("SUCCEEDED", "DRY RUN") for r in records), [r["outcome"] for r in records]
+
+
+def runbook_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([RUNBOOK, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_last_line_says_the_outcome_as_its_kind_does(shared, tmp_path):
+    """A check that passed reads PASSED (a move would read SUCCEEDED); its exit code is still 0."""
+    info, env = shared
+    env = {**env, "RUNBOOK_REPORTS": str(tmp_path / "reports")}
+    result = runbook(["check", "--vm", "web-01", "--host", "esx-02.lab.local", "-q"], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("PASSED: "), result.stdout
+    listing = runbook(["reports", "--reports", str(tmp_path / "reports")], env)
+    run_id = next((tmp_path / "reports").glob("*/*/record.json")).parent.name
+    assert run_id in listing.stdout and "PASSED" in listing.stdout, listing.stdout

@@ -35,8 +35,8 @@ EXAMPLES = {
              "exit 0 when nothing failed (warnings allowed), 2 when a check failed",
     "migrate": "  runbook migrate --vm web-01 --host esx-02.lab.local\n"
                "  runbook migrate --vm web-01 --datastore nfs-02 --disk-format thin --dry-run",
-    "enable-vmotion": "  runbook enable-vmotion --host esx-04.lab.local            # dry run\n"
-                      "  runbook enable-vmotion --host esx-04.lab.local --apply",
+    "enable-vmotion": "  runbook enable-vmotion --host esx-03.lab.local            # dry run\n"
+                      "  runbook enable-vmotion --cluster Cluster-A --apply",
 }
 EXAMPLES.update({
     "migrate": EXAMPLES["migrate"] + "\n  runbook migrate --plan moves.csv --dry-run          # a wave: one move per row",
@@ -44,8 +44,11 @@ EXAMPLES.update({
                 "  runbook evacuate --host esx-01.lab.local --to esx-02.lab.local,esx-03.lab.local --maintenance",
     "drain": "  runbook drain --datastore nfs-01 --dry-run\n"
              "  runbook drain --datastore nfs-01 --to nfs-02 --disk-format thin --min-free 15",
-    "undo": "  runbook reports                      # the run ids\n"
+    "undo": "  runbook reports                      # the run ids (column run)\n"
             "  runbook undo run-120000Z --dry-run",
+    "app": "  runbook app                          # serves on a free port and opens the browser\n"
+           "  runbook app --port 8866 --no-browser --reports ~/change-records",
+    "lab": "  eval \"$(runbook lab start --scenario prereq-failures)\"",
 })
 HELP = {"inventory": "inventory the vCenter into an HTML report",
         "check": "check every prerequisite of a move; change nothing",
@@ -53,7 +56,8 @@ HELP = {"inventory": "inventory the vCenter into an HTML report",
         "enable-vmotion": "enable vMotion on a VMkernel adapter of hosts",
         "evacuate": "move every VM off a host (a wave); optionally enter maintenance mode",
         "drain": "move every VM with a file on a datastore off it (a wave of Storage vMotions)",
-        "undo": "move the VMs of a run or wave back where they were (a new wave)"}
+        "undo": "move the VMs of a run or wave back where they were (a new wave)",
+        "app": "serve the migrate wizard and the inventory as a web app (Voila), without code"}
 #: What ``runbook migrate --plan FILE`` adds to migrate's options (a wave; the shared ones are migrate's).
 PLAN_OPTIONS = tuple(p.name for p in PlanRequest.params() if p.name not in {q.name for q in MoveRequest.params()})
 FRONT_OPTIONS = ("with_code", "reports", "quiet")  # how to show and where to keep, not what to do
@@ -89,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser("lab", help="start, stop or show the lab vCenter (a simulator)",
                          description="The lab vCenter: govmomi's simulator, extended to behave like vCenter.",
-                         epilog="example:\n  eval \"$(runbook lab start --scenario prereq-failures)\"",
+                         epilog="example:\n" + EXAMPLES["lab"],
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
     start = lab_sub.add_parser("start", help="build (first time) and start the lab; print govc exports")
@@ -134,6 +138,16 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reports", help="list the change records under reports/")
     rep.add_argument("--reports", type=Path, help="reports directory")
+
+    app = sub.add_parser("app", help=HELP["app"], formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Serve the migrate wizard (Move) and the inventory (paged tables) as a web page "
+                                     "without code cells, with Voila, on 127.0.0.1. Same widgets, engine and change "
+                                     "records as the notebooks; the records say via app. Ctrl-C or SIGTERM stops it.",
+                         epilog="examples:\n" + EXAMPLES["app"] + "\n\nexit 0 when stopped by Ctrl-C or SIGTERM; "
+                                "4 with no vCenter (as every command); 2 for a port in use")
+    app.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    app.add_argument("--no-browser", action="store_true", help="only print the URL; open no browser")
+    app.add_argument("--reports", type=Path, help="reports directory (default: reports/ or $RUNBOOK_REPORTS)")
     return p
 
 
@@ -156,6 +170,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _lab(args)
     if args.command == "reports":
         return _reports(args)
+    if args.command == "app":
+        from runbook.fronts.app import serve
+
+        return serve(args.port, open_browser=not args.no_browser, reports_dir=args.reports,
+                     say=lambda text: print(text, flush=True))
     if args.command in WAVE_REQUESTS or (args.command == "migrate" and args.plan):
         return _run_wave(_wave_request(args), args)
     cls = REQUESTS[args.command]
@@ -188,7 +207,7 @@ def _run_wave(request: Request, args: argparse.Namespace) -> int:
             show(event)
 
     result = wave(request, on_event=on_event, context=RunContext(reports_dir=args.reports, via="headless"))
-    print(f"{result.outcome}: {result.summary}".rstrip(": "), flush=True)
+    print(_last_line(result), flush=True)
     print(f"record: {result.run_dir / 'record.json' if result.run_dir else '-'}", flush=True)
     if result.report:
         print(f"report: {result.report}", flush=True)
@@ -218,12 +237,21 @@ def _run(request: Request, args: argparse.Namespace) -> int:
 
     context = RunContext(reports_dir=args.reports, via="headless", with_code=args.with_code)
     result = run_notebook(request, context=context, on_event=on_event)
-    print(f"{result.outcome}: {result.summary}".rstrip(": "), flush=True)
+    print(_last_line(result), flush=True)
     print(f"report: {result.report or result.run_dir / 'record.json'}", flush=True)
     error = result.record.get("error") or {}
     if result.exit_code and error.get("message") and not args.quiet:
         print(f"runbook: error: {error['message']}", file=sys.stderr)
     return result.exit_code
+
+
+def _last_line(result: Any) -> str:
+    """The outcome as its kind says it (a check PASSED or FAILED, a move SUCCEEDED...), then the summary; the
+    exit code is the record's outcome's, whatever the word."""
+    from runbook.records.record import outcome_word
+
+    word = outcome_word(str(result.record.get("kind") or ""), result.outcome)
+    return f"{word}: {result.summary}".rstrip(": ")
 
 
 def _import_pipeline() -> None:
@@ -233,6 +261,7 @@ def _import_pipeline() -> None:
 
 
 def _reports(args: argparse.Namespace) -> int:
+    from runbook.records.record import outcome_word
     from runbook.records.report import list_runs
 
     runs = list_runs(args.reports)
@@ -241,7 +270,10 @@ def _reports(args: argparse.Namespace) -> int:
     if runs.empty:
         print("no runs yet")
         return 0
-    print(runs.drop(columns=["report"]).to_string(index=False))
+    # the run id (the run directory's name) is what `runbook undo` takes; the outcome as its kind says it
+    runs.insert(0, "run", runs["report"].map(lambda path: Path(path).parent.name))
+    runs["outcome"] = [outcome_word(kind, outcome) for kind, outcome in zip(runs["kind"], runs["outcome"])]
+    print(runs.drop(columns=["report", "outcome_word"], errors="ignore").to_string(index=False))
     return 0
 
 

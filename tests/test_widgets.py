@@ -222,6 +222,11 @@ def test_unknown_wizard_parameters_are_refused(inventory) -> None:
     with pytest.raises(BadInput, match="colour"):
         Wizard(None, inventory, colour="red")  # type: ignore[arg-type]
 
+    from runbook.engine.context import RunContext
+
+    wz = Wizard(None, inventory, context=RunContext(via="app", run_dir="/x"))  # type: ignore[arg-type]
+    assert wz.context.via == "app" and wz.context.run_dir is None  # each run makes its own directory
+
 
 # -- one move from the widgets, with its change record --------------------------------------------------------
 def test_migrate_from_the_widgets_moves_the_vm_and_writes_the_record(fresh_lab, tmp_path) -> None:
@@ -257,10 +262,11 @@ def test_migrate_from_the_widgets_moves_the_vm_and_writes_the_record(fresh_lab, 
 
     record.validate(data)
     # A new pick clears the last run's banner, progress and result: nothing of web-02's move shows for web-03.
-    assert wz.run_box.layout.display is None and wz.progress.value == 100
+    assert wz.run.progress.layout.display is None and wz.progress.value == 100
+    assert "rb-report-link" in json.dumps(wz.result_out.outputs) and wz.checks_box.selected_index is None
     wz.pick(vm=str(_vm(inv, "web-03")["moid"]))
     assert wz.result_out.outputs == () and wz.checks_out.outputs == ()
-    assert wz.run_box.layout.display == "none" and wz.progress.value == 0 and wz.state.value == ""
+    assert wz.run.progress.layout.display == "none" and wz.progress.value == 0 and wz.state.value == ""
 
 
 def test_a_datastore_that_already_holds_the_disks_offers_only_the_same_format(inventory) -> None:
@@ -408,7 +414,7 @@ def test_the_record_is_a_link_relative_to_the_notebook(tmp_path) -> None:
     assert "CHG 1-120000Z/report.html</a>" in link
 
 
-def test_run_all_stops_quietly_at_the_chooser() -> None:
+def test_run_all_stops_quietly_at_the_chooser(capsys) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
     from runbook.fronts import notebook
@@ -417,6 +423,8 @@ def test_run_all_stops_quietly_at_the_chooser() -> None:
     notebook.setup()
     result = shell.run_cell("from runbook.fronts.notebook import StopHere\nraise StopHere('Pick a VM above.')")
     assert not result.success  # the kernel answers "error": Run All stops here
+    out = capsys.readouterr()
+    assert out.out == "Pick a VM above.\n" and "Traceback" not in out.err and "StopHere" not in out.out + out.err
     with pytest.raises(notebook.StopHere, match="Set vm"):
         notebook.wait_for_input({"vm": ""}, "Set vm above.")
     assert notebook.wait_for_input({"vm": "web-01"}, "x") is None

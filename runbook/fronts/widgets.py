@@ -72,13 +72,16 @@ LAST: Optional["Wizard"] = None  #: the wizard the chooser cell showed last (for
 class Wizard:
     """The chooser: pickers over :class:`Choices`, Check and Migrate buttons, progress and results."""
 
-    def __init__(self, settings: Settings, inventory: Inventory, **params: Any):
+    def __init__(self, settings: Settings, inventory: Inventory, context: Optional[RunContext] = None,
+                 **params: Any):
         """``params``: the notebook's other parameters (priority, ping, timeout, change id...), as raw
-        values; they are validated with the picks into a :class:`MoveRequest` by the engine's rules."""
+        values; they are validated with the picks into a :class:`MoveRequest` by the engine's rules.
+        ``context``: where the records go and which front is recorded (default: the widgets')."""
         unknown = set(params) - {p.name for p in MoveRequest.params()} | (set(params) & set(PICKED))
         if unknown:
             raise BadInput(f"unknown wizard parameter(s): {', '.join(sorted(unknown))}")
         self.settings, self.params = settings, params
+        self.context = (context or RunContext(via="widgets")).replace(run_dir=None)
         plan_options = {"resource_pool": params.get("resource_pool") or None,
                         "network_map": params.get("network_map") or {}}
         self.choices = Choices(inventory, plan_options=plan_options)
@@ -280,7 +283,7 @@ class Wizard:
             request = self.request()
             names = {p.name for p in CheckRequest.params()}
             result = check(build(CheckRequest, {k: v for k, v in request.to_params().items() if k in names}),
-                           settings=self.settings, context=RunContext(record=False, report=False, via="widgets"))
+                           settings=self.settings, context=self.context.replace(record=False, report=False))
             c.checks = result.state.checks
             verdict = str(result.record.get("verdict", ""))
             self.checks_box.set_title(0, f"Checks: {verdict}")
@@ -344,7 +347,7 @@ class Wizard:
         result = None
         try:
             result = self.result = migrate(request, on_event=self.on_event, settings=self.settings,
-                                           cancel=self.cancel_event, context=RunContext(via="widgets"))
+                                           cancel=self.cancel_event, context=self.context)
             self.result_out.append_display_data(HTML(outcome_html(result.record)))
             self._show_results(result)
         except Exception as exc:

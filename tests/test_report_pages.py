@@ -66,6 +66,12 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                                                          settings=settings, context=context).run_dir
         found["wave"] = runbook.wave(runbook.EvacuateRequest(host=ESX1, ping_tcp_port=9, ping_tail=0.3),
                                      settings=settings, context=context).run_dir
+        inventory = runbook.inventory(runbook.InventoryRequest(), settings=settings, context=context)
+        from runbook.records import inventory_tables
+
+        inventory_tables.save(inventory.inventory, inventory.run_dir)  # what the engine is to do before finishing
+        report.write_html(inventory.run_dir)
+        python_inventory = inventory.run_dir
         from runbook.fronts import pipeline
 
         found["inventory"] = pipeline.run_notebook(runbook.InventoryRequest(), context=context).run_dir
@@ -73,7 +79,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         with vm_lock(settings.url, vm.get("moid") or _moid(settings, "web-03")):
             refused = pipeline.run_notebook(move(vm="web-03", target_host=ESX1), context=context)
         found["refused"] = refused.run_dir
-    yield {"reports": reports, "dirs": found}
+    yield {"reports": reports, "dirs": found, "python inventory": python_inventory}
 
 
 def _moid(settings, name: str) -> str:
@@ -156,6 +162,17 @@ def test_the_inventory_tables_are_styled_and_scroll(pages: dict) -> None:
     assert '<a href="./vms.csv">vms.csv</a>' in page
 
 
+def test_an_inventory_reads_the_same_whatever_ran_it(pages: dict) -> None:
+    """The headless inventory (its notebook wrote the tables) and one run from Python (inventory_tables.save):
+    the same sections, the same table headers, the same charts."""
+    def outline(run_dir: Path) -> list:
+        page = (run_dir / "report.html").read_text()
+        return re.findall(r"<h2>(.*?)</h2>|<th scope=\"col\">(.*?)</th>|alt=\"(Chart: [^\"]*)\"", page)
+
+    assert outline(pages["python inventory"]) == outline(pages["dirs"]["inventory"])
+    assert ("Virtual machines", "", "") in outline(pages["python inventory"])
+
+
 def test_a_wave_shows_its_plan_outcome_per_vm_timeline_and_outages(pages: dict) -> None:
     run_dir = pages["dirs"]["wave"]
     data = record.load(run_dir)
@@ -174,10 +191,11 @@ def test_a_wave_shows_its_plan_outcome_per_vm_timeline_and_outages(pages: dict) 
 
 def test_the_index_lists_every_run_with_its_word_vcenter_and_lab_badge(pages: dict) -> None:
     index = (pages["reports"] / "index.html").read_text()
-    assert index.count("<tr><td>") == len(EXPECTED)
+    listed = len(EXPECTED) + 1  # and the inventory run from Python
+    assert index.count("<tr><td>") == listed
     runs = report.list_runs(pages["reports"])
-    assert sorted(runs["outcome_word"]) == sorted(word for _, word in EXPECTED.values())
-    assert index.count(">LAB</span>") == len(EXPECTED) and index.count("127.0.0.1:") >= len(EXPECTED)
+    assert sorted(runs["outcome_word"]) == sorted([word for _, word in EXPECTED.values()] + ["SUCCEEDED"])
+    assert index.count(">LAB</span>") == listed and index.count("127.0.0.1:") >= listed
     wave = runs[runs["kind"] == "wave"].iloc[0]
     assert wave["vm_count"] == len(record.load(pages["dirs"]["wave"])["moves"])
     assert f">{wave['vm_count']} VMs <span" in index
@@ -216,7 +234,7 @@ def test_index_sorts_and_filters_in_chromium_offline(pages: dict) -> None:
             assert sorted(page.evaluate(column % 1)) == ["check", "check"]
             page.select_option("#rb-outcome", "PASSED")
             assert page.evaluate(column % 3) == ["PASSED"]
-            assert page.inner_text("#rb-shown") == f"1 of {len(EXPECTED)} shown"
+            assert page.inner_text("#rb-shown") == f"1 of {len(EXPECTED) + 1} shown"
             page.select_option("#rb-kind", "")
             page.select_option("#rb-outcome", "")
             page.fill("#rb-filter", "CHG-19")

@@ -114,6 +114,7 @@ def _outage_section(moves: list[dict[str, Any]]) -> Section:
 def outage_chart(rows: list[dict[str, Any]]) -> bytes:
     """A bar per VM: its longest outage (ms)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from runbook.records.charts import png
 
@@ -123,8 +124,14 @@ def outage_chart(rows: list[dict[str, Any]]) -> bytes:
     ax.invert_yaxis()
     ax.set_xlabel("longest outage (ms)")
     ax.set_title("Longest outage per VM (probes lost or answered late)", loc="left", fontsize=10)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(axis="y", labelsize=8)
-    ax.set_xlim(left=0, right=max(1.0, max(r["outage_ms"] for r in rows) * 1.15))
+    top = max(r["outage_ms"] for r in rows)
+    ax.set_xlim(left=0, right=max(1.0, top * 1.2))
+    for y, r in enumerate(rows):  # the value beside each bar: a 0 ms outage is a bar too small to see
+        ax.text(r["outage_ms"], y, f" {r['outage_ms']:,.0f} ms", va="center", fontsize=8)
+    if not top:
+        ax.set_title("Longest outage per VM: no VM lost or was late answering a probe", loc="left", fontsize=10)
     return png(fig)
 
 

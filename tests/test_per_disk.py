@@ -229,3 +229,29 @@ def test_a_placed_disk_with_a_host_and_a_target_datastore_on_the_lab(fresh_lab, 
     assert (home, host) == ("nfs-01", "esx-03.lab.local")
     assert disks == [("Hard disk 1", "local-esx-03", "thick"), ("Hard disk 2", "nfs-01", "thick")]
     assert res.state.verification["ok"].all()
+
+
+def test_the_command_line_takes_disk_placement_from_the_request(lab, tmp_path):
+    """``--disk`` is derived from the request's field: repeatable, read through the notebook by papermill."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import lab_env
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVC_")}
+    env.update(lab_env(lab), RUNBOOK_REPORTS=str(tmp_path / "reports"))
+    runbook_cmd = str(Path(sys.executable).with_name("runbook"))
+    ok = subprocess.run([runbook_cmd, "check", "--vm", "app-02", "--disk", "Hard disk 1=nfs-02:thick",
+                         "--disk", "Hard disk 2=nfs-02"], env=env, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "Hard disk 1 (app-02.vmdk) nfs-01 -> nfs-02 as thick" in ok.stdout
+    assert "Hard disk 2 (app-02_1.vmdk) nfs-01 -> nfs-02" in ok.stdout
+    saved = json.loads(next((tmp_path / "reports").rglob("record.json")).read_text())
+    assert saved["parameters"]["disk_placement"] == {"Hard disk 1": "nfs-02:thick", "Hard disk 2": "nfs-02"}
+    bad = subprocess.run([runbook_cmd, "check", "--vm", "app-02", "--disk", "Hard disk 3=nfs-02"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    lines = [line for line in bad.stderr.splitlines() if line.startswith("runbook:")]
+    assert bad.returncode == 2 and len(lines) == 1, bad.stderr
+    assert "VM app-02 has no disk 'Hard disk 3' (its disks: Hard disk 1 (app-02.vmdk) key" in lines[0]

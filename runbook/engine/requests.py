@@ -153,7 +153,8 @@ class CheckRequest(Request):
         if not self.vm:
             problems.append("no VM given: give the VM's name or moid (vm / --vm)")
         if not self.target_host and not self.target_datastore and not self.disk_placement:
-            problems.append("give a target host, a target datastore, or both (--host, --datastore)")
+            problems.append("give a target host, a target datastore, or both (--host, --datastore), or a datastore "
+                            "per disk (--disk 'Hard disk 1=DATASTORE')")
         if self.disk_format != "same" and not self.target_datastore and not self.disk_placement:
             problems.append(f"disk format {self.disk_format!r} needs a target datastore: a format only changes "
                             f"when the disks are copied")

@@ -24,7 +24,7 @@ NAME_KEYS = frozenset({"name", "vm", "host", "cluster", "datacenter", "datastore
                        "target", "disk"})
 #: Columns kept on one line though not names: ids, times, states.
 _NOWRAP_KEYS = frozenset({"task", "started", "completed", "queued", "time", "start", "status", "outcome", "state",
-                          "kind", "move_kind", "adapter", "change"})
+                          "kind", "move_kind", "adapter", "change", "record"})
 _STATUS_CLASS = {"pass": "rb-pass", "warn": "rb-warnrow", "fail": "rb-failrow", "skip": "rb-skip",
                  "moved": "rb-pass", "failed": "rb-failrow", "skipped": "rb-skip", "not started": "rb-skip",
                  "cancelled": "rb-warnrow", "unknown": "rb-warnrow"}

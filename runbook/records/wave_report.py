@@ -45,19 +45,25 @@ def child_reports(data: dict[str, Any], run_dir: Path) -> dict[str, str]:
 
 
 def _wave_section(data: dict[str, Any], wave: dict[str, Any], moves: list[dict[str, Any]]) -> Section:
+    """What kind of wave, its canary, the stop rule that fired, maintenance mode; the counts and times are the
+    key figures under the banner (the engine's), or here when a record has none."""
     stop, maint = wave.get("stop") or {}, wave.get("maintenance") or {}
     counts = {s: sum(1 for m in moves if m.get("status") == s) for s in _STATUS_ORDER}
     tasks = [m["task_s"] for m in moves if isinstance(m.get("task_s"), (int, float))]
     wall = data.get("wall_s") if isinstance(data.get("wall_s"), (int, float)) else data.get("duration_s")
+    figures = {str(f[0]) for f in data.get("figures") or [] if isinstance(f, (list, tuple)) and f}
     return Section("The wave").add(pairs([
         ("Kind", wave.get("kind")), ("Undoes run", wave.get("undoes")), ("Plan file", wave.get("plan_file")),
-        ("VMs", len(moves)), ("Outcome per VM", ", ".join(f"{n:,} {s}" for s, n in counts.items() if n)),
+        ("VMs", None if "VMs" in figures else len(moves)),
+        ("Outcome per VM", None if "Outcome per VM" in figures else
+         ", ".join(f"{n:,} {s}" for s, n in counts.items() if n)),
         ("Canary (moved first, alone)", wave.get("canary")),
         ("Stopped by", f"{stop.get('rule')}: {stop.get('reason')} (at {stop.get('at')})" if stop else None),
         ("Maintenance mode", None if not maint else ("entered" if maint.get("entered") else
                                                      f"not entered: {maint.get('reason') or 'see the task'}")),
-        ("Wall time", f"{wall:,.1f} s" if isinstance(wall, (int, float)) else None),
-        ("Task time", f"{sum(tasks):,.1f} s in all, longest {max(tasks):,.1f} s" if tasks else None)],
+        ("Wall time", f"{wall:,.1f} s" if isinstance(wall, (int, float)) and "Wall time" not in figures else None),
+        ("Task time", f"{sum(tasks):,.1f} s in all, longest {max(tasks):,.1f} s"
+         if tasks and "Task time" not in figures else None)],
         names=("Canary (moved first, alone)",)))
 
 

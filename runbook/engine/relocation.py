@@ -32,6 +32,7 @@ from runbook.engine.result import RunResult
 from runbook.errors import BadInput, OutcomeUnknown, RunbookError, TaskTimeout
 from runbook.records.recorder import Recorder
 from runbook.vsphere.connection import Settings, login, logout, settings_from_env
+from runbook.vsphere.find import display_name as _n
 from runbook.vsphere.inventory import Inventory
 from runbook.vsphere.scope import read_for_move
 from runbook.vsphere.timeouts import answering
@@ -158,7 +159,7 @@ class _Run:
             figures = s.figures()[:3] + [("Verdict", verdict)]
             self._finish(recorder, "CHECKS FAILED" if failed else "SUCCEEDED", verdict, figures=figures)
         elif r.already_there:
-            self._finish(recorder, "NO CHANGE", f"{r.vm} is already there: no task was started")
+            self._finish(recorder, "NO CHANGE", f"{_n(r.vm)} is already there: no task was started")
         elif self.request.dry_run:
             self._finish(recorder, "DRY RUN", f"dry run of {s.move_words()}: {verdict}; nothing was changed")
         elif failed and not s.force_reason.strip():
@@ -171,7 +172,7 @@ class _Run:
         with vm_lock(self.settings.url, r.vm_moid):
             running = active_relocation(self.si, r.vm_moid)
             if running:
-                raise BadInput(f"VM {r.vm} is already being moved by task {running}; wait for it to end "
+                raise BadInput(f"VM {_n(r.vm)} is already being moved by task {running}; wait for it to end "
                                f"(vSphere Client: Monitor > Tasks) before starting another move")
             self.monitor = self._start_ping()
             error: RunbookError | None = None
@@ -182,7 +183,7 @@ class _Run:
                     self.before_submit()
                 if self.monitor:
                     self.monitor.mark("task_submitted")
-                self.emit(Step("submit", "started", f"submitting the relocation of {r.vm}"))
+                self.emit(Step("submit", "started", f"submitting the relocation of {_n(r.vm)}"))
                 self.submitted_at = dt.datetime.now(dt.timezone.utc)
                 s.task_id = self._submit()
                 recorder.set(task={"id": s.task_id, "state": "running"})
@@ -214,7 +215,7 @@ class _Run:
             if made:
                 return made[-1]
             raise OutcomeUnknown("-", "the connection broke while the move was submitted and no running "
-                                      f"relocation of {r.vm} was found: check the VM's tasks") from None
+                                      f"relocation of {_n(r.vm)} was found: check the VM's tasks") from None
 
     def _progress(self, percent: int, state: str) -> None:
         self.emit(TaskProgress(task=self.state.task_id or "-", percent=int(percent), state=state))
@@ -251,7 +252,7 @@ class _Run:
                                   relogin=lambda: login(self.settings))
             if s.task is None:
                 self._finish(recorder, "UNKNOWN", f"{error}; the vCenter did not say how task {s.task_id} ended: "
-                                                  f"check it (Monitor > Tasks) before moving {s.resolved.vm} again",
+                                                  f"check it (Monitor > Tasks) before moving {_n(s.resolved.vm)} again",
                              task={"id": s.task_id, "state": "unknown"}, ping=s.ping_summary(), error=error)
                 return
             if s.task.state == "success":  # the cancel came too late: the move is done, verify it
@@ -322,7 +323,7 @@ class _Run:
             if s.task_id is None and self.submitted_at is not None:
                 s.task_id = self._submitted_task()
             if s.task_id is None and self.submitted_at is not None:
-                self._finish(recorder, "UNKNOWN", f"interrupted by {why} while the move of {s.resolved.vm} was being "
+                self._finish(recorder, "UNKNOWN", f"interrupted by {why} while the move of {_n(s.resolved.vm)} was being "
                                                   f"submitted, and the vCenter shows no task for it yet: look at the "
                                                   f"VM's tasks (Monitor > Tasks) before moving it again",
                              error=error, interrupted=why, task={"id": "-", "state": "unknown"})
@@ -338,7 +339,7 @@ class _Run:
             if s.task is None:
                 self._finish(recorder, "UNKNOWN", f"interrupted by {why}; the vCenter did not say how task "
                                                   f"{s.task_id} ended: check it (Monitor > Tasks) before moving "
-                                                  f"{s.resolved.vm} again",
+                                                  f"{_n(s.resolved.vm)} again",
                              task={"id": s.task_id, "state": "unknown"}, ping=s.ping_summary(), error=error,
                              interrupted=why)
                 return

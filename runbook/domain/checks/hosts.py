@@ -86,7 +86,8 @@ def vmotion_network(inventory: Any, r: ResolvedPlan, settings: CheckSettings) ->
     names = [name for name, _ in lacking]
     commands = " and ".join(ENABLE_VMOTION_COMMAND.format(host=name) for name in names)
     return CheckResult(VMOTION_NETWORK, FAIL,
-                       f"no VMkernel adapter with the vMotion service on host {', '.join(names)}",
+                       f"no VMkernel adapter with the vMotion service on {'host' if len(names) == 1 else 'hosts'} "
+                       f"{', '.join(names)}",
                        f"{commands} (or the notebook {ENABLE_VMOTION_NOTEBOOK})")
 
 

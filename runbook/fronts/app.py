@@ -270,7 +270,7 @@ def header_html(settings: Any, reports_link: str) -> str:
              'margin-left:8px;font-weight:700;font-size:0.85em">LAB</span>' if is_lab(settings) else "")
     return (f'<div class="rb-app-header"><h2 style="margin:6px 0">vMotion runbook</h2>'
             f'<div>vCenter <code class="rb-vcenter">{html.escape(settings.url)}</code>{badge}'
-            f'<span style="margin-left:24px"><a class="rb-reports-link" href="{html.escape(reports_link)}" '
+            f'<span style="margin-left:24px"><a class="rb-reports-link" style="color:#1a5fb4;text-decoration:underline" href="{html.escape(reports_link)}" '
             f'target="_blank" rel="noopener">Change records (index)</a></span></div></div>')
 
 

@@ -3,6 +3,7 @@ and the wave requests (issue 18)."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,49 @@ def test_every_wave_command_is_in_the_help_and_the_readme():
         assert "examples:" in usage and "exit codes:" in usage
     assert "runbook migrate --plan" in readme
     assert "--plan" in subprocess.run([runbook, "migrate", "--help"], capture_output=True, text=True).stdout
+
+
+def test_the_wave_notebook_takes_the_wave_requests_parameters():
+    """notebooks/wave.ipynb's parameters are the fields of the evacuate, drain and plan requests (plus ``kind``),
+    with their types and help (tests/test_fronts.py's agreement, for the three kinds the notebook runs)."""
+    import papermill
+
+    from runbook.fronts import wave_widgets
+
+    declared = papermill.inspect_notebook(str(Path(__file__).resolve().parent.parent / "notebooks" / "wave.ipynb"))
+    params = {}
+    for cls in wave_widgets.KINDS.values():
+        for p in cls.params():
+            params.setdefault(p.name, []).append(p)
+    assert set(declared) - {"kind"} == set(params)
+    for name, found in params.items():
+        assert declared[name]["inferred_type_name"] == found[0].type.__name__, name
+        helps = {p.help for p in found}
+        if any("=" in h for h in helps):  # papermill skips a line with a second "=": the help is cut before it
+            assert any(h.startswith(declared[name]["help"].split(" (")[0]) for h in helps), name
+        else:
+            assert declared[name]["help"] in helps, name
+
+
+def test_a_plan_file_written_from_edited_rows_reads_back_to_the_same_moves():
+    entries = [{"vm": "vm-1", "host": "esx-02", "datastore": None, "disk_format": "same", "network": {}},
+               {"vm": "a;b: <x> 'q'", "host": None, "datastore": "nfs=2", "disk_format": "thin",
+                "network": {"VM Network": "App;Net=1"}}]
+    back = planfile.parse(planfile.to_yaml(entries), "edited.yaml")
+    assert [{k: e[k] for k in ("vm", "host", "datastore", "disk_format", "network")} for e in back] == entries
+
+
+def test_the_wave_events_read_back_from_their_json_form():
+    """A wave's events (plan rows, VM states, progress, a stop) round-trip through the events file's JSON, so a
+    follower of events.jsonl shows them (runbook.engine.events.from_dict)."""
+    import json
+
+    from runbook.engine.events import from_dict
+    from runbook.engine.wave_events import PlanRow, VmProgress, VmState, WaveStopped
+
+    for event in (PlanRow(vm="<b>vm</b>", target="esx-02", status="fail", verdict="no", reason="r", remedy="fix"),
+                  VmState(vm="web-01", state="moved", text="done", task="task-1", outage_ms=12.0),
+                  VmProgress(vm="web-01", percent=40, probes_sent=10, probes_lost=1),
+                  WaveStopped(rule="outage", reason="web-01 was unreachable")):
+        assert from_dict(json.loads(json.dumps(event.to_dict()))) == event
+    assert VmProgress(vm="a", percent=1).line() is None  # printers show no line per progress step

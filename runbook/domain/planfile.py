@@ -43,6 +43,20 @@ def parse(text: str, name: str = "plan") -> list[dict[str, Any]]:
     return entries
 
 
+def to_yaml(entries: list[Mapping[str, Any]]) -> str:
+    """A plan file (YAML) of ``entries`` (``vm``, ``host``, ``datastore``, ``disk_format``, ``network`` as a
+    mapping) that :func:`parse` reads back to the same moves: YAML quotes any name, markup or separators
+    included, where CSV's ``OLD=NEW;...`` network column could not hold a port group named with ``;``."""
+    import yaml
+
+    moves = [{"vm": str(e["vm"]), **({"host": str(e["host"])} if e.get("host") else {}),
+              **({"datastore": str(e["datastore"])} if e.get("datastore") else {}),
+              "disk_format": str(e.get("disk_format") or "same"),
+              **({"network": {str(k): str(v) for k, v in e["network"].items()}} if e.get("network") else {})}
+             for e in entries]
+    return yaml.safe_dump(moves, sort_keys=False, allow_unicode=True)
+
+
 def _yaml(text: str, name: str) -> list[Any]:
     import yaml
 

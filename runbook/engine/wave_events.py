@@ -48,6 +48,20 @@ class VmState(Event):
 
 
 @dataclass(frozen=True)
+class VmProgress(Event):
+    """A running move's task progress and its probes so far (for live tables; printers show nothing)."""
+
+    kind: ClassVar[str] = "vm-progress"
+    vm: str
+    percent: int
+    probes_sent: int | None = None
+    probes_lost: int | None = None
+
+    def line(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
 class WaveStopped(Event):
     """A stop rule fired: running moves finish, nothing new starts."""
 
@@ -59,4 +73,4 @@ class WaveStopped(Event):
         return f"stopping the wave ({self.rule}): {self.reason}; running moves finish, nothing new starts"
 
 
-EVENT_TYPES.update({c.kind: c for c in (PlanRow, VmState, WaveStopped)})
+EVENT_TYPES.update({c.kind: c for c in (PlanRow, VmState, VmProgress, WaveStopped)})

@@ -19,10 +19,11 @@ from typing import Any
 from runbook.domain import waveplan
 from runbook.domain.concurrency import move_of
 from runbook.engine.context import RunContext
-from runbook.engine.events import Notice, Step
+from runbook.engine.events import Notice, PingSample, Step, TaskProgress
 from runbook.engine.interrupt import Interrupted
 from runbook.engine.requests import MoveRequest
 from runbook.engine.result import RunResult
+from runbook.engine.wave_events import VmProgress
 from runbook.records.rundir import safe_name
 
 
@@ -48,6 +49,8 @@ class VmMove:
                                    network_map=dict(row.network_map), priority=req.priority, timeout_s=req.timeout_s,
                                    ping=req.ping, ping_interval=req.ping_interval, ping_tcp_port=req.ping_tcp_port,
                                    ping_tail=req.ping_tail, change_id=req.change_id)
+        self.percent = 0
+        self.probes: tuple[int | None, int | None] = (None, None)  # sent, lost so far
         self.ready_at: dt.datetime | None = None  # when it reached the gate, prepared
         self.run_dir = wave.run_dir / "moves" / f"{number:03d}-{safe_name(row.vm) or 'vm'}" if wave.run_dir else None
         self.context = RunContext(run_dir=self.run_dir, via=wave.context.via, record=wave.context.record,
@@ -81,8 +84,17 @@ class VmMove:
             raise Interrupted("the wave stopped before this move was submitted")
 
     def _sink(self, event: Any) -> None:
-        """The move's events, in its thread: its task's start and end, and its warnings, for the wave."""
+        """The move's events, in its thread: its task's start and end, and its warnings, for the wave; its
+        progress and probes as the wave's VmProgress (live tables)."""
         if isinstance(event, Step) and event.name == "task":
             self.wave.inbox.put(("task " + event.state, self, event))
+        elif isinstance(event, TaskProgress):
+            self.percent = event.percent
+            self.wave.emit(VmProgress(vm=self.row.vm, percent=event.percent, probes_sent=self.probes[0],
+                                      probes_lost=self.probes[1]))
+        elif isinstance(event, PingSample) and self.holding:
+            self.probes = (event.sent, event.lost)
+            self.wave.emit(VmProgress(vm=self.row.vm, percent=self.percent, probes_sent=event.sent,
+                                      probes_lost=event.lost))
         elif isinstance(event, Notice) and event.level == "warning":
             self.wave.emit(Notice("warning", f"{self.row.vm}: {event.text}"))

@@ -30,6 +30,8 @@ var proxied = map[string]string{
 	"RelocateVM_Task": "VirtualMachine", "CancelTask": "Task",
 	"RefreshStorageInfo": "VirtualMachine", "RefreshDatastore": "Datastore",
 	"RefreshDatastoreStorageInfo": "Datastore", "QueryEvents": "EventManager",
+	"RetrievePropertiesEx": "PropertyCollector", "ContinueRetrievePropertiesEx": "PropertyCollector",
+	"CancelRetrievePropertiesEx": "PropertyCollector", // paged results (paging.go)
 }
 
 // labProxy stands in for target while one of the proxied methods runs.
@@ -184,7 +186,11 @@ func reroute(body []byte, method, kind string) []byte {
 	}
 	ref := types.ManagedObjectReference{Type: "LabProxy", Value: method + ":" + target.Value}
 	if simulator.Map.Get(ref) == nil {
-		simulator.Map.Put(&labProxy{Self: ref, target: target})
+		if kind == "PropertyCollector" {
+			simulator.Map.Put(&pagingCollector{Self: ref, target: target})
+		} else {
+			simulator.Map.Put(&labProxy{Self: ref, target: target})
+		}
 	}
 	repl := append([]byte{}, m[1]...)
 	repl = append(repl, "LabProxy"...)

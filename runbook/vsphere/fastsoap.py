@@ -20,6 +20,7 @@ import contextlib
 import gc
 import io
 import itertools
+import queue
 import re
 import threading
 import zlib
@@ -28,6 +29,7 @@ from collections.abc import Collection, Iterator, Sequence
 from http.client import HTTPException
 from http.cookies import SimpleCookie
 from typing import Any
+from xml.sax.saxutils import unescape as xml_unescape
 
 from pyVmomi import SoapAdapter
 
@@ -208,23 +210,88 @@ def retrieve(si: Any, spec: Any, options: Any, keep_devices: Sequence[type] | No
              raw: Collection[str] = ()) -> dict[str, dict[str, Any]]:
     """``RetrievePropertiesEx`` (and every ``ContinueRetrievePropertiesEx`` page) as runbook records.
 
-    Values of the property paths in ``raw`` are left as :class:`~runbook.soapdata.Raw` XML.
+    Values of the property paths in ``raw`` are left as :class:`~runbook.soapdata.Raw` XML. One reply
+    is parsed while it arrives. Pages (``options.maxObjects``, or a server that pages on its own) are
+    read ahead: the next page is asked for on a thread as soon as a page's token has arrived, so the
+    server builds it while this thread parses the one before.
     """
     stub = si._stub
     collector = si.content.propertyCollector
     reader = Reader(stub)
     records: dict[str, dict[str, Any]] = {}
-    method, args = _Method(collector, "RetrievePropertiesEx"), [[spec], options]
+    first = _Method(collector, "RetrievePropertiesEx"), [[spec], options]
     with no_gc():
-        while True:
+        if getattr(options, "maxObjects", None):  # pages: the first one read whole, for its token
+            body = _post(stub, *first)
+            token = token_of(body)
+            pages = itertools.chain([body], _read_ahead(stub, collector, token) if token else ())
+        else:
             feed = _Feed(reader, keep_devices, records, raw)
-            body = _post(stub, method, args, sink=feed.add)
+            body = _post(stub, *first, sink=feed.add)
             if body:
                 feed.add(body)
             token = feed.close()
-            if not token:
-                return records
-            method, args = _Method(collector, "ContinueRetrievePropertiesEx"), [token]
+            pages = _read_ahead(stub, collector, token) if token else iter(())  # a server paging on its own
+        for page in pages:
+            feed = _Feed(reader, keep_devices, records, raw)
+            feed.add(page)
+            feed.close()
+    return records
+
+
+_TOKEN = re.compile(rb"<(?:[\w-]+:)?token(?:\s[^>]*)?>([^<]*)</(?:[\w-]+:)?token>")
+_READ_AHEAD = 1  # pages received and waiting to be parsed (each holds one page's bytes)
+
+
+def token_of(body: bytes) -> str | None:
+    """The paging token of a RetrieveResult reply, read from its bytes (before its first object or
+    after its last one, where the result's own fields are), or None on its last page."""
+    first = body.find(b"<objects")
+    m = _TOKEN.search(body, 0, first if first >= 0 else len(body))
+    if m is None and first >= 0:
+        m = _TOKEN.search(body, max(body.rfind(b"</objects>"), 0))
+    return xml_unescape(m.group(1).decode()) if m else None
+
+
+def _read_ahead(stub: Any, collector: Any, token: str) -> Iterator[bytes]:
+    """The bodies of the pages after the one ``token`` came with, in order, each asked for as soon as
+    the page before it has arrived (on a thread started now). Stopping early cancels the rest on the
+    server."""
+    pages: queue.Queue = queue.Queue(_READ_AHEAD)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        nonlocal token
+        try:
+            while token and not stop.is_set():
+                body = _post(stub, _Method(collector, "ContinueRetrievePropertiesEx"), [token])
+                token = token_of(body)
+                pages.put(body)
+            pages.put(None)
+        except BaseException as exc:  # raised where the pages are read
+            pages.put(exc)
+
+    thread = threading.Thread(target=fetch, name="runbook-pages", daemon=True)
+    thread.start()
+    return _drain(pages, thread, stop, lambda: token, stub, collector)
+
+
+def _drain(pages: queue.Queue, thread: threading.Thread, stop: threading.Event, left: Any, stub: Any,
+           collector: Any) -> Iterator[bytes]:
+    try:
+        while (page := pages.get()) is not None:
+            if isinstance(page, BaseException):
+                raise page
+            yield page
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a fetch blocked on a full queue end
+            with contextlib.suppress(queue.Empty):
+                pages.get(timeout=0.1)
+        token = left()
+        if token:  # stopped before the last page: the server may drop the rest
+            with contextlib.suppress(Exception):
+                _post(stub, _Method(collector, "CancelRetrievePropertiesEx"), [token])
 
 
 class _Feed:
@@ -295,4 +362,4 @@ class _Feed:
         return read_result(root, self.reader, self.records, self.raw)
 
 
-__all__ = ["Data", "Pruner", "Raw", "retrieve", "usable", "vmomi_type", "prune_devices", "no_gc"]
+__all__ = ["Data", "Pruner", "Raw", "retrieve", "token_of", "usable", "vmomi_type", "prune_devices", "no_gc"]

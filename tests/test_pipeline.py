@@ -215,3 +215,40 @@ def test_reports_render_offline_in_chromium(headless: dict, tmp_path: Path) -> N
     chart_cell = next(c for c in nb["cells"] if "ping_chart(" in "".join(c["source"]))
     assert any("image/png" in o.get("data", {}) for o in chart_cell["outputs"]), "no ping chart in the notebook"
     assert PNG.search(move) and 'alt="Chart: Ping through the move"' in move
+
+
+def _running(pid: int) -> bool:
+    """Whether the process runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_kernel_started_ahead_runs_the_notebook_and_is_shut_down_after(lab, use_lab, tmp_path) -> None:
+    """prestart(): the run uses that kernel (no second one is started) and it ends with the run."""
+    from runbook.engine.requests import CheckRequest
+
+    use_lab(lab)
+    kernel = pipeline.prestart()
+    assert kernel is not None
+    pid = pipeline._kernel_pid(kernel.managers)
+    assert pid and _running(pid)
+    result = pipeline.run_notebook(CheckRequest(vm="web-01", target_host="esx-03.lab.local"),
+                                   context=RunContext(reports_dir=tmp_path / "r"), kernel=kernel)
+    assert result.outcome == "SUCCEEDED", result.record.get("error")
+    assert len(kernel.managers) == 1, "the run started a kernel of its own"
+    assert not _running(pid) and not kernel.sockets.exists()
+
+
+def test_a_kernel_started_ahead_is_shut_down_when_its_run_never_starts(tmp_path) -> None:
+    kernel = pipeline.prestart()
+    assert kernel is not None
+    pid = pipeline._kernel_pid(kernel.managers)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    with pytest.raises(BadInput, match="cannot hold a run"):
+        pipeline.run_notebook(MoveRequest(vm="web-01", target_host="esx-02", ping="none"),
+                              context=RunContext(reports_dir=blocked / "reports"), kernel=kernel)
+    assert not _running(pid) and not kernel.sockets.exists()

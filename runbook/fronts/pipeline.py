@@ -10,9 +10,14 @@ left RUNNING, with the same recorder.
 SIGINT and SIGTERM are forwarded to the kernel: the engine there cancels the vCenter task and finalises
 the record. A kernel that does not end within ``GRACE_S`` is killed, and the record is settled
 from what the vCenter reports.
+
+``prestart()`` starts the kernel ahead of its run (launching it takes a tenth of a second; it then boots,
+about two seconds, while the front prepares the run): a front calls it once the request's names are
+known to exist (a refusal never starts a kernel), then passes it to ``run_notebook(..., kernel=)``.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -56,7 +61,7 @@ def notebook_path(kind: str) -> Path:
     return notebooks_dir() / NOTEBOOKS[kind]
 
 
-def _kernel_manager(socket_dir: Path, started: list) -> type:
+def _kernel_manager(socket_dir: Path, started: list, prestarted: Kernel | None = None) -> type:
     """A kernel manager for a kernel of this interpreter, over Unix sockets in a private directory.
 
     Over TCP every ipykernel prints "Kernel is running over TCP without encryption"; over IPC the channels
@@ -67,6 +72,10 @@ def _kernel_manager(socket_dir: Path, started: list) -> type:
     from jupyter_client.kernelspec import KernelSpec
 
     class _RunbookKernelManager(AsyncKernelManager):
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            km = prestarted.take() if prestarted is not None else None
+            return km if km is not None else super().__new__(cls)  # a kernel started ahead is used as is
+
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.transport = "ipc"
@@ -79,6 +88,60 @@ def _kernel_manager(socket_dir: Path, started: list) -> type:
                               display_name="runbook", language="python", env={}, interrupt_mode="signal")
 
     return _RunbookKernelManager
+
+
+EXTRA_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]  # what nbclient gives the kernels it starts
+#: Imported by a kernel started ahead while it boots (the notebooks' first cells import them): that second
+#: overlaps the front's own preparation instead of following it. No name is left in the notebook.
+PRELOAD = ("pandas", "pyVmomi", "runbook.engine.relocation", "runbook.fronts.notebook")
+_PRELOAD_LINE = (f"import importlib as _runbook_i; [_runbook_i.import_module(m) for m in {PRELOAD!r}]; "
+                 f"del _runbook_i")
+
+
+class Kernel:
+    """A kernel started ahead of its run (:func:`prestart`): used by ``run_notebook``, or discarded."""
+
+    def __init__(self) -> None:
+        self.sockets = Path(tempfile.mkdtemp(prefix="runbook-kernel-"))
+        self.managers: list = []
+        self._km: Any = None
+        from jupyter_core.utils import run_sync
+
+        km = _kernel_manager(self.sockets, self.managers)(kernel_name="python3")
+        # In this thread's event loop, the one nbclient runs in later: the manager's futures and sockets stay
+        # usable. start_kernel returns once the process is launched; the kernel boots meanwhile.
+        run_sync(km.start_kernel)(extra_arguments=[*EXTRA_ARGUMENTS, f"--IPKernelApp.exec_lines={_PRELOAD_LINE}"],
+                                  cwd=str(notebooks_dir()))
+        self._km = km
+
+    def take(self) -> Any:
+        """The started kernel's manager, once (None after)."""
+        km, self._km = self._km, None
+        return km
+
+    def discard(self) -> None:
+        """Shut the kernel down if no run took it; remove its socket directory."""
+        km = self.take()
+        if km is not None:
+            from jupyter_core.utils import run_sync
+
+            with contextlib.suppress(Exception):
+                run_sync(km.shutdown_kernel)(now=True)
+            with contextlib.suppress(Exception):
+                run_sync(km.cleanup_resources)()
+        shutil.rmtree(self.sockets, ignore_errors=True)
+
+
+def prestart() -> Kernel | None:
+    """Start the kernel for a run now (see the module's docstring); None if it cannot be (the run then
+    starts its own). Call it only for a request that will run: the kernel is discarded, not reused."""
+    try:
+        kernel = Kernel()
+    except Exception as exc:  # the run starts its own kernel and reports what is wrong with it
+        log.debug("no kernel started ahead: %s", exc)
+        return None
+    atexit.register(kernel.discard)
+    return kernel
 
 
 def _kernel_pid(managers: list) -> int | None:
@@ -121,12 +184,23 @@ def _forward_signals(managers: list, interrupted: list[str]) -> Iterator[None]:
             timer.cancel()
 
 
-def run_notebook(request: Request, *, context: RunContext | None = None, on_event: Sink | None = None) -> RunResult:
+def run_notebook(request: Request, *, context: RunContext | None = None, on_event: Sink | None = None,
+                 kernel: Kernel | None = None) -> RunResult:
     """Run ``request`` as its notebook; return how it ended (the exit code is the record's outcome's).
 
+    ``kernel`` is one from :func:`prestart` (used, or discarded if the run does not start).
     Raises the refusal (BadInput, NotFound, ConnectionFailed...) when the engine refused the request before
     a record existed; the run directory is then removed: a refusal leaves no change record.
     """
+    try:
+        return _run_notebook(request, context, on_event, kernel)
+    finally:
+        if kernel is not None:
+            kernel.discard()
+
+
+def _run_notebook(request: Request, context: RunContext | None, on_event: Sink | None,
+                  kernel: Kernel | None) -> RunResult:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -146,10 +220,11 @@ def run_notebook(request: Request, *, context: RunContext | None = None, on_even
     output = run_dir / "run.ipynb"
     failure: dict[str, Any] | None = None
     interrupted: list[str] = []
-    managers: list = []
+    managers: list = kernel.managers if kernel is not None else []
     log.info("running %s into %s", notebook.name, run_dir)
     with contextlib.ExitStack() as stack:
-        sockets = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="runbook-kernel-")))
+        sockets = kernel.sockets if kernel is not None else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="runbook-kernel-")))
         if on_event is not None:
             stack.enter_context(follow(run_dir / EVENTS_FILE, on_event))
         stack.enter_context(_forward_signals(managers, interrupted))
@@ -157,7 +232,7 @@ def run_notebook(request: Request, *, context: RunContext | None = None, on_even
             papermill.execute_notebook(
                 str(notebook), str(output), parameters=parameters, progress_bar=False, log_output=False,
                 cwd=str(notebook.parent), request_save_on_cell_execute=True,
-                kernel_manager_class=_kernel_manager(sockets, managers))
+                kernel_manager_class=_kernel_manager(sockets, managers, kernel))
         except PapermillExecutionError as exc:
             failure = {"type": exc.ename, "message": _first_line(exc.evalue, exc.ename), "cell": exc.exec_count}
         except Exception as exc:  # the kernel died or was killed, the output could not be written

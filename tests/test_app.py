@@ -82,10 +82,15 @@ def test_the_inventory_pages_and_filters(si):
     pager = InventoryPager(inventory, read=lambda: inventory, rows=5)
     assert pager.where.value == "rows 1–5 of 12" and pager.prev.disabled and not pager.next.disabled
     pager.next.click()
-    assert pager.where.value == "rows 6–10 of 12"
+    assert pager.where.value == "rows 6–10 of 12" and not pager.prev.disabled
     pager.next.click()
     assert pager.where.value == "rows 11–12 of 12" and pager.next.disabled
     assert pager.out.value.count("<tr") == 1 + 2  # the header and the last two VMs
+    pager.prev.click()
+    assert pager.where.value == "rows 6–10 of 12"
+    halves = InventoryPager(inventory, read=lambda: inventory, rows=6)  # the last page ends at the last row
+    halves.next.click()
+    assert halves.where.value == "rows 7–12 of 12" and halves.next.disabled
     pager.filter.value = "web-0"
     assert pager.where.value == "rows 1–3 of 3" and pager.prev.disabled and pager.next.disabled
     assert all(f">{vm}<" in pager.out.value for vm in ("web-01", "web-02", "web-03"))
@@ -263,6 +268,7 @@ def test_one_move_through_the_app(app, page) -> None:
     page.locator(".rb-inv-where", has_text="of 12").wait_for()
     page.locator(".rb-inv-filter input").fill("web-01")
     page.locator(".rb-inv-where", has_text="rows 1–1 of 1").wait_for()
+    expect(page.locator(".rb-inv-rows", has_text="esx-03.lab.local")).to_have_count(0)  # read before the move
     page.locator(".rb-inv-refresh").click()
     page.locator(".rb-inv-rows", has_text="esx-03.lab.local").wait_for()
     page.screenshot(path=str(ARTIFACTS / "app-inventory.png"), full_page=True)

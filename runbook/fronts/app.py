@@ -254,6 +254,7 @@ class InventoryPager:
 def _table_html(df: Any) -> str:
     """A page of rows: every value escaped (names from the vCenter may hold markup), thousands separated, no
     0..n index, wide tables scroll sideways."""
+    df = df.rename(columns=lambda c: c.replace("_gib", " (GiB)").replace("_mb", " (MB)").replace("_", " "))
     styled = (df.style.format(escape="html", thousands=",", precision=1, na_rep="")
               .format_index(escape="html", axis=1).hide(axis="index")
               .set_table_styles([{"selector": "th", "props": [("text-align", "left"), ("padding", "2px 10px")]},
@@ -270,8 +271,9 @@ def header_html(settings: Any, reports_link: str) -> str:
              'margin-left:8px;font-weight:700;font-size:0.85em">LAB</span>' if is_lab(settings) else "")
     return (f'<div class="rb-app-header"><h2 style="margin:6px 0">vMotion runbook</h2>'
             f'<div>vCenter <code class="rb-vcenter">{html.escape(settings.url)}</code>{badge}'
-            f'<span style="margin-left:24px"><a class="rb-reports-link" style="color:#1a5fb4;text-decoration:underline" href="{html.escape(reports_link)}" '
-            f'target="_blank" rel="noopener">Change records (index)</a></span></div></div>')
+            f'<span style="margin-left:24px"><a class="rb-reports-link" href="{html.escape(reports_link)}" '
+            f'style="color:#1a5fb4;text-decoration:underline" target="_blank" rel="noopener">Change records (index)'
+            f'</a></span></div></div>')
 
 
 def _log_to_server() -> None:

@@ -123,8 +123,8 @@ class WavePanel:
                            placeholder="moves.csv or moves.yaml", **text),
             "to": w.Text(description="Targets", value=",".join(params.get("to") or []),
                          placeholder="empty: every eligible one", **text),
-            "maintenance": w.Checkbox(description="Maintenance mode when empty",
-                                      value=bool(params.get("maintenance"))),
+            "maintenance": w.Checkbox(description="Maintenance mode when empty", value=bool(params.get("maintenance")),
+                                      layout=w.Layout(width="420px"), style={"description_width": "initial"}),
             "disk_format": w.Dropdown(description="Disk format", options=list(DISK_FORMATS),
                                       value=params.get("disk_format") or "same", **text),
             "min_free": w.FloatText(description="Min free %", value=float(params.get("min_free") or 10.0), **text),
@@ -143,6 +143,10 @@ class WavePanel:
         for widget in self.inputs.values():
             widget.observe(lambda _: self._stale(), names="value")
         self._show_fields()
+        for name, widget in [*self.inputs.items(), ("preview", self.preview_button), ("run", self.run_button),
+                             ("stop", self.stop_button), ("kind", self.kind), ("message", self.message),
+                             ("rows", self.plan_box), ("live", self.table)]:
+            widget.add_class(f"runbook-wave-{name}")  # for a browser test to find them
         buttons = w.HBox([self.preview_button, self.run_button, self.stop_button])
         self.view = w.VBox([self.kind, self.fields_box, buttons, self.message, self.plan_box, self.table])
         self.view.add_class("runbook-wave")
@@ -311,7 +315,8 @@ class WavePanel:
             f"<tr data-vm='{_esc(vm)}'><td>{_esc(vm)}</td><td class='state'>{_esc(v.get('state'))}</td>"
             f"<td>{_percent(v.get('percent'))}</td><td>{_esc(v.get('probes') or '')}</td>"
             f"<td class='outage'>{_outage(v.get('outage_ms'))}</td></tr>" for vm, v in lines)
-        self.table.value = ("<table class='runbook-wave-live'><tr><th>VM</th><th>state</th><th>progress</th>"
+        self.table.value = ("<style>.runbook-wave-live td, .runbook-wave-live th {padding: 2px 12px; text-align: left}"
+                            "</style><table class='runbook-wave-live'><tr><th>VM</th><th>state</th><th>progress</th>"
                             f"<th>probes</th><th>outage</th></tr>{body}</table>")
 
 

@@ -293,3 +293,32 @@ def test_undo_of_a_single_move_and_of_a_run_that_is_not_there(fresh_lab, tmp_pat
     with pytest.raises(runbook.BadInput, match="no run 'run-nowhere'"):
         runbook.wave(runbook.UndoRequest(run_id="run-nowhere"), settings=lab_settings(info),
                      context=RunContext(reports_dir=tmp_path / "reports"))
+
+
+def test_the_widgets_preview_writes_no_record_and_stop_lets_running_moves_finish(fresh_lab, tmp_path):
+    """The wave notebook's panel without a browser: Preview (a dry run, no record), Run in its thread, Stop
+    after the first moves: the running ones finish, nothing new starts, the record says 'cancel', the lab agrees."""
+    from runbook.fronts import wave_widgets
+
+    info = fresh_lab("evacuate")
+    panel = wave_widgets.WavePanel(lab_settings(info), RunContext(via="widgets", reports_dir=tmp_path / "reports"),
+                                   ping="none", max_vmotions_per_host=2)
+    panel.inputs["host"].value = ESX1
+    panel.preview()
+    assert len(panel.rows) == 44 and not list((tmp_path / "reports").glob("*/*/record.json"))
+    panel.run()
+    deadline = time.monotonic() + 120
+    while sum(v["state"] == "moved" for v in panel.live.values()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    panel.stop()
+    panel.thread.join(timeout=120)
+    data = panel.result.record
+    assert (data["outcome"], data["wave"]["stop"]["rule"]) == ("CANCELLED", "cancel"), data["summary"]
+    status = {m["vm"]: m["status"] for m in data["moves"]}
+    assert set(status.values()) == {"moved", "not started"} and 3 <= list(status.values()).count("moved") <= 6
+    for vm, s in status.items():
+        assert _host_of(info, vm) == (ESX1 if s == "not started" else next(
+            m["target_host"] for m in data["moves"] if m["vm"] == vm)), vm
+        assert panel.live[vm]["state"] == s
+    counted = lab_mod.LabControl(info).concurrency()
+    assert counted["hosts"][ESX1]["peak"] <= 2 and counted["queued"] == 0, counted

@@ -71,23 +71,29 @@ _WORDS = {"cpu": "CPU", "evc": "EVC", "vmotion": "vMotion", "ip": "IP", "ips": "
 
 
 def esc(value: Any) -> str:
+    """A value for an attribute: every markup character escaped, quotes too."""
     return html.escape(str(value), quote=True)
 
 
-def para(text: Any, cls: str = "") -> str | None:
+def text(value: Any) -> str:
+    """A value as the text of an element: ``<``, ``>`` and ``&`` escaped; quotes stay as written."""
+    return html.escape(str(value), quote=False)
+
+
+def para(value: Any, cls: str = "") -> str | None:
     """A paragraph of text (escaped), or None for no text."""
-    text = str(text or "").strip()
-    if not text:
+    words = str(value or "").strip()
+    if not words:
         return None
-    return f'<p class="{esc(cls)}">{esc(text)}</p>' if cls else f"<p>{esc(text)}</p>"
+    return f'<p class="{esc(cls)}">{text(words)}</p>' if cls else f"<p>{text(words)}</p>"
 
 
-def pre(text: str) -> str | None:
-    return f'<div class="rb-scroll"><pre>{esc(text)}</pre></div>' if text and text.strip() else None
+def pre(code: str) -> str | None:
+    return f'<div class="rb-scroll"><pre>{text(code)}</pre></div>' if code and code.strip() else None
 
 
-def link(href: str, text: str) -> str:
-    return f'<a href="{esc(href)}">{esc(text)}</a>'
+def link(href: str, words: str) -> str:
+    return f'<a href="{esc(href)}">{text(words)}</a>'
 
 
 def number(value: Any, digits: int | None = None) -> str:
@@ -137,17 +143,17 @@ def table(rows: Sequence[dict[str, Any]] | dict[str, Any], columns: Sequence[Col
         columns = list(dict.fromkeys(k for r in rows for k in r))
     cols = [c if isinstance(c, Column) else Column(c) for c in columns]
     cols = [c for c in cols if any(r.get(c.key) not in (None, "", []) for r in rows)] or cols
-    head = "".join(f'<th scope="col">{esc(c.title)}</th>' for c in cols)
+    head = "".join(f'<th scope="col">{text(c.title)}</th>' for c in cols)
     body = []
     for r in rows:
         status = str(r.get(status_key) or "") if status_key else ""
         tr = f'<tr class="{_STATUS_CLASS[status]}">' if status in _STATUS_CLASS else "<tr>"
         cells = []
         for c in cols:
-            text, kind = cell(c.key, r.get(c.key), c.digits)
-            inner = esc(text)
+            shown, kind = cell(c.key, r.get(c.key), c.digits)
+            inner = text(shown)
             if links and c.key in links and r.get(links[c.key]):
-                inner = link(str(r[links[c.key]]), text)
+                inner = link(str(r[links[c.key]]), shown)
             cells.append(f'<td class="{kind}">{inner}</td>' if kind else f"<td>{inner}</td>")
         body.append(tr + "".join(cells) + "</tr>")
     return (f'<div class="rb-scroll"><table class="rb-table {esc(cls)}"><thead><tr>{head}</tr></thead>'
@@ -162,7 +168,7 @@ def pairs(values: Iterable[tuple[str, Any]], names: Iterable[str] = ()) -> str |
             if v not in (None, "", [], {})]
     if not rows:
         return None
-    body = "".join(f'<tr><th scope="row">{esc(k)}</th><td>{esc(v)}</td></tr>' for k, v in rows)
+    body = "".join(f'<tr><th scope="row">{text(k)}</th><td>{text(v)}</td></tr>' for k, v in rows)
     return f'<div class="rb-scroll"><table class="rb-table rb-pairs"><tbody>{body}</tbody></table></div>'
 
 

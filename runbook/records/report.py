@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.records import record as rec
-from runbook.records.blocks import Section, banner_class, esc, pairs, pre, visible_bidi
+from runbook.records.blocks import Section, banner_class, esc, pairs, pre, text, visible_bidi
 from runbook.records.index import list_runs, write_index
 from runbook.records.record import outcome_word, scrub
 from runbook.vsphere.find import display_name
@@ -122,7 +122,7 @@ def sections(data: dict[str, Any], run_dir: Path, ping_png: bytes | None = None)
 def _files_section(run_dir: Path) -> Section:
     names = sorted(p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")
                    and p.name not in ("report.html", "context.json")) if run_dir.is_dir() else []
-    items = [f'<li><a href="./{esc(n)}">{esc(n)}</a>{esc(": " + _FILES[n]) if n in _FILES else ""}</li>'
+    items = [f'<li><a href="./{esc(n)}">{text(n)}</a>{text(": " + _FILES[n]) if n in _FILES else ""}</li>'
              for n in names]
     if (run_dir / "moves").is_dir():
         items.append('<li><a href="./moves/">moves/</a>: each VM\'s own record</li>')
@@ -196,6 +196,7 @@ def write_html(run_dir: Path, data: dict[str, Any] | None = None, *, with_code: 
     nothing in the page is fetched from the network.
     """
     import jinja2
+    import markupsafe
 
     run_dir = Path(run_dir)
     data = data if data is not None else (rec.load(run_dir) or {})
@@ -207,6 +208,7 @@ def write_html(run_dir: Path, data: dict[str, Any] | None = None, *, with_code: 
         parts = [*parts, *[x for x in [_code_appendix(notebook)] if x]]
     word = outcome_word(kind, outcome)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True)
+    env.filters["text"] = lambda value: markupsafe.Markup(text(value))  # element text: quotes as written
     page = env.get_template("runbook_report.html.j2").render(
         r=data, word=word, css=banner_class(outcome), error=error_line(data), figures=key_figures(data),
         sections=parts, lab=data.get("lab") is True,
@@ -214,9 +216,9 @@ def write_html(run_dir: Path, data: dict[str, Any] | None = None, *, with_code: 
     target = run_dir / "report.html"
     rec.write_atomic(target, scrub(visible_bidi(page)))
     if notebook.is_file() and notebook.parent == run_dir:
-        text = notebook.read_text()
-        clean = scrub(text)
-        if clean != text:
+        source = notebook.read_text()
+        clean = scrub(source)
+        if clean != source:
             rec.write_atomic(notebook, clean)
     return target
 

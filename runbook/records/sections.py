@@ -61,8 +61,10 @@ def move_sections(data: dict[str, Any], ping_png: bytes | None) -> list[Section]
         para(data.get("verdict")),
         table(data.get("checks") or [], ["status", "check", "found", "remedy"], status_key="status")))
     if data.get("spec"):
-        sections.append(Section("Relocation spec sent").add(
-            para("What RelocateVM_Task was given (the vCenter's own check got the same):"),
+        checked = data.get("kind") == "check" or not data.get("task")
+        sections.append(Section("Relocation spec checked" if checked else "Relocation spec sent").add(
+            para("What the vCenter's own check (CheckRelocate_Task) was given; nothing was sent to move the VM."
+                 if checked else "What RelocateVM_Task was given (the vCenter's own check got the same):"),
             pre(json.dumps(data["spec"], indent=1))))
     placement = data.get("placement") or {}
     sections.append(Section("Before and after").add(

@@ -214,43 +214,6 @@ func (r *relocation) run() {
 	r.finish(nil, false)
 }
 
-// duration is how long the relocation runs: a duration set through the controls, else, when the scenario
-// gives transfer rates, the memory a vMotion copies (a powered-on VM's) plus the disks and home a Storage
-// vMotion copies, at those rates; else the scenario's fixed migration_seconds.
-func (r *relocation) duration() time.Duration {
-	lab.mu.Lock()
-	_, once := lab.nextSecs[r.vm.Self.Value]
-	fixed := once || lab.defSecs != nil
-	s := lab.scenario
-	lab.mu.Unlock()
-	d := lab.migrationDuration(r.vm) // also forgets a one-shot duration
-	if fixed || (s.VmotionGiBPerSecond <= 0 && s.StorageGiBPerSecond <= 0) {
-		return d
-	}
-	const gibf = float64(gib)
-	memory := float64(r.vm.Config.Hardware.MemoryMB) * (1 << 20)
-	secs := 0.0
-	if r.hostChange() && r.poweredOn && s.VmotionGiBPerSecond > 0 {
-		secs += memory / gibf / s.VmotionGiBPerSecond
-	}
-	if r.dsChange() && s.StorageGiBPerSecond > 0 {
-		copied := 0.0
-		for _, m := range r.disks {
-			if m.from != m.to {
-				copied += float64(diskCommitted(r.vm.Self.Value, m.disk))
-			}
-		}
-		if r.homeFrom != r.homeTo && r.poweredOn {
-			copied += memory // the swap file
-		}
-		secs += copied / gibf / s.StorageGiBPerSecond
-	}
-	if secs <= 0 {
-		return d
-	}
-	return time.Duration(secs * float64(time.Second))
-}
-
 // finish ends the task in success (fault == nil) or error, and forgets the relocation.
 func (r *relocation) finish(fault types.BaseMethodFault, postFailure bool) {
 	admit.release(r) // before the task ends: a client that sees the end finds the room free

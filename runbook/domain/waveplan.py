@@ -260,6 +260,13 @@ def _pct(value: float, total: int | None) -> str:
     return f"{100 * value / total:.0f}%" if total else "?"
 
 
+def words(rows: Sequence[Row]) -> str:
+    """``42 VMs to esx-02 (21), esx-03 (21)``."""
+    targets = by_target(rows)
+    return f"{len(rows)} VM{'s' if len(rows) != 1 else ''}" + (
+        " to " + ", ".join(f"{t} ({n})" for t, n in targets.items()) if targets else "")
+
+
 def by_target(rows: Iterable[Row]) -> dict[str, int]:
     """How many rows go to each target (host or datastore): the balance in one line."""
     counts: dict[str, int] = defaultdict(int)

@@ -38,7 +38,7 @@ from runbook.engine.requests import (
     DrainRequest, EvacuateRequest, PlanRequest, UndoRequest, WaveRequest,
 )
 from runbook.engine.result import RunResult
-from runbook.engine.wave_inputs import find_record, read
+from runbook.engine.wave_inputs import find_record, host_refs, read
 from runbook.engine.wave_move import VmMove
 from runbook.engine.wave_events import PlanRow, VmState, WaveStopped
 from runbook.errors import BadInput
@@ -137,7 +137,7 @@ class _Wave:
         raise BadInput(f"unknown kind of wave {req.kind!r}")
 
     def _words(self) -> str:
-        return f"{self.request.words()}: {waveplan_words(self.rows)}"
+        return f"{self.request.words()}: {waveplan.words(self.rows)}"
 
     def _steps(self, si: Any, recorder: Recorder) -> None:
         req, rows = self.request, self.rows
@@ -323,7 +323,7 @@ class _Wave:
     def _maintenance(self, si: Any) -> dict[str, Any]:
         """Enter maintenance mode when the evacuated host holds no VM any more; say why not otherwise."""
         inv_host = self.request.host
-        names = retrieve_objects(si, _hosts(si), {vim.HostSystem: ["name", "vm", "runtime.inMaintenanceMode"]})
+        names = retrieve_objects(si, host_refs(si), {vim.HostSystem: ["name", "vm", "runtime.inMaintenanceMode"]})
         found = [r for m, r in names.items() if inv_host in (m, r.get("name"))]
         if len(found) != 1:
             return {"requested": True, "entered": False, "reason": f"host {inv_host} not found again"}
@@ -390,22 +390,9 @@ class _Wave:
         if self.run_dir is not None:
             with contextlib.suppress(Exception):
                 chart = wave_record.timeline_chart(moves, moving, self.limits, self.run_dir / "timeline.png")
-        wave_data = {**(recorder.data.get("wave") or {}), "stop": self.stop}
+        wave_data = {**(recorder.data.get("wave") or {}), "stop": self.stop,
+                     "wall_s": round(wall_s, 3) if wall_s is not None else None}  # the moves and maintenance, start to end
         recorder.finish(outcome, summary, moves=moves, wave=wave_data,
                         concurrency=wave_record.concurrency(moves, moving, self.limits),
                         timeline_chart=chart.name if chart else None,
                         figures=wave_record.figures(self._words(), moves, wall_s), **values)
-
-
-def waveplan_words(rows: list[waveplan.Row]) -> str:
-    """``42 VMs to esx-02 (21), esx-03 (21)``."""
-    targets = waveplan.by_target(rows)
-    return f"{len(rows)} VM{'s' if len(rows) != 1 else ''}" + (
-        " to " + ", ".join(f"{t} ({n})" for t, n in targets.items()) if targets else "")
-
-
-def _hosts(si: Any) -> list[Any]:
-    from runbook.vsphere.properties import container_view, retrieve_view
-
-    with container_view(si, None, [vim.HostSystem]) as view:
-        return [r["_ref"] for r in retrieve_view(si, view, {vim.HostSystem: ["name"]}).values()]

@@ -1,4 +1,4 @@
-"""What a wave plans from: the inventory with what balancing needs, and the record of a run to undo."""
+"""What a wave reads: the inventory with what balancing needs, the record of a run to undo, the hosts again."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +25,14 @@ def read(si: vim.ServiceInstance) -> Inventory:
     for table in inv.tables().values():  # one block per dtype: the checks' row look-ups run about twice as fast
         table._consolidate_inplace()
     return inv
+
+
+def host_refs(si: vim.ServiceInstance) -> list[Any]:
+    """Every host of the vCenter (a wave reads them again to enter maintenance mode)."""
+    from runbook.vsphere.properties import container_view, retrieve_view
+
+    with container_view(si, None, [vim.HostSystem]) as view:
+        return [r["_ref"] for r in retrieve_view(si, view, {vim.HostSystem: ["name"]}).values()]
 
 
 def find_record(reports_dir: Path, run_id: str) -> dict[str, Any]:

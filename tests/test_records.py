@@ -426,3 +426,20 @@ def test_a_record_the_schema_refuses_is_still_written_and_finished_with_a_notice
     assert saved["outcome"] == data["outcome"] == "SUCCEEDED" and saved["exit_code"] == 0
     notices = [e.text for e in events if e.kind == "notice"]
     assert notices and all("does not follow record.schema.json" in n for n in notices)
+
+
+def test_outcome_words_per_kind_in_the_banner_and_the_index(tmp_path: Path) -> None:
+    """A check PASSED or FAILED (its record still says SUCCEEDED or CHECKS FAILED, exit codes unchanged)."""
+    words = {("check", "SUCCEEDED"): "PASSED", ("check", "CHECKS FAILED"): "FAILED", ("check", "REFUSED"): "REFUSED",
+             ("migrate", "SUCCEEDED"): "SUCCEEDED", ("migrate", "TIMED OUT"): "TIMED OUT",
+             ("wave", "CANCELLED"): "CANCELLED"}
+    for (kind, outcome), word in words.items():
+        assert record.outcome_word(kind, outcome) == word
+    for outcome, word in (("SUCCEEDED", "PASSED"), ("CHECKS FAILED", "FAILED")):
+        run = record.RunRecord(kind="check", run_dir=tmp_path / "2026-01-01" / outcome.replace(" ", "-"))
+        run.finish(outcome, f"the check {word.lower()}")
+        assert run.data["outcome"] == outcome and run.data["exit_code"] == record.EXIT_OF_OUTCOME[outcome]
+        page = report.write_html(run.run_dir).read_text()
+        assert f"<h1>{word}</h1>" in page and f"<h1>{outcome}</h1>" not in page.replace("<h1>FAILED</h1>", "")
+    index = report.write_index(tmp_path).read_text()
+    assert sorted(re.findall(r'data-outcome="([A-Z ]+)"', index)) == ["FAILED", "PASSED"]

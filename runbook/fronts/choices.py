@@ -276,7 +276,8 @@ class Choices:
             return []
         host = self.inventory.hosts[self.inventory.hosts["moid"] == host_moid].iloc[0]
         there = set(_names(host["port_groups"]))
-        return sorted({str(n["port_group"]) for n in self._vm_row()["nics"] or [] if n["port_group"] not in there})
+        return sorted({str(n["port_group"]) for n in self._vm_row()["nics"] or []
+                       if n.get("port_group") and n["port_group"] not in there})  # a NIC on no network needs none
 
     def nics_on(self, port_group: str) -> list[str]:
         """The VM's NICs on ``port_group``, named as an admin knows them."""

@@ -74,6 +74,17 @@ def test_the_page_notebook_gets_the_context_as_a_parameter(tmp_path):
     assert not any(c.get("outputs") for c in nb["cells"])
 
 
+def test_a_page_left_by_a_killed_app_is_removed_and_a_running_ones_kept(tmp_path):
+    from runbook.fronts.app import _remove_stale_pages
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / f"runbook-app-{dead.pid}.ipynb").write_text("{}")
+    (tmp_path / f"runbook-app-{os.getpid()}.ipynb").write_text("{}")
+    _remove_stale_pages(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [f"runbook-app-{os.getpid()}.ipynb"]
+
+
 def test_the_inventory_pages_and_filters(si):
     from runbook.fronts.app import InventoryPager
     from runbook.vsphere.inventory import read_inventory
@@ -167,10 +178,14 @@ def app(tmp_path: Path, request: pytest.FixtureRequest):
     proc = subprocess.Popen([RUNBOOK, "app", "--no-browser", "--reports", str(reports)], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def stop() -> None:
+    def stop() -> None:  # after a failed step too: the app's own stop, so that no server or kernel is left
         if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
 
     request.addfinalizer(stop)
     line = proc.stdout.readline()
@@ -284,3 +299,31 @@ def test_one_move_through_the_app(app, page) -> None:
         time.sleep(0.2)
     assert not [pid for pid in below if _alive(pid)], "a Voila or kernel process outlived runbook app"
     assert not list(app["reports"].glob("*.ipynb"))
+
+
+@pytest.mark.browser
+def test_sigterm_during_a_move_cancels_it_and_finishes_its_record(app, page) -> None:
+    """Stopping the app while a move runs is the Cancel button's: the task is cancelled, the record says so."""
+    from playwright.sync_api import expect
+    from runbook_lab import LabControl
+
+    control = LabControl(app["info"])
+    control.set_migration_seconds("web-02", 60)
+    page.goto(app["url"])
+    page.locator(".rb-app").wait_for()
+    page.locator(".rb-vm-filter input").fill("web-02")
+    expect(page.locator(".rb-vm select option:not([value^='web-02 '])")).to_have_count(0, timeout=LONG)
+    page.locator(".rb-vm select").select_option(value=_option(page, ".rb-vm", "web-02 ·"))
+    page.locator(".rb-kind button", has_text="Change host").click()
+    page.locator(".rb-host select").select_option(value=_option(page, ".rb-host", "esx-03.lab.local"))
+    page.locator("button.rb-check:not([disabled])").click()
+    page.locator(".rb-checks").get_by_text("checks passed").wait_for()
+    page.locator("button.rb-migrate:not([disabled])").click()
+    page.locator(".rb-state", has_text="task").wait_for()
+    proc = app["proc"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, proc.stderr.read()
+    records = [json.loads(p.read_text()) for p in app["reports"].glob("*/*/record.json")]
+    assert [(r["outcome"], r["via"]) for r in records] == [("CANCELLED", "app")], records
+    assert records[0]["task"]["id"] and "cancel" in records[0]["summary"]
+    assert control.placement("web-02")["host"] == "esx-02.lab.local"  # the VM stayed where it was

@@ -255,6 +255,7 @@ def test_every_example_of_the_help_works_in_the_lab(fresh_lab, tmp_path):
 
     import runbook
     from runbook.engine.context import RunContext
+    from runbook.records.record import EXIT_OF_OUTCOME
 
     info = fresh_lab("default")
     env = {**os.environ, "RUNBOOK_REPORTS": str(tmp_path / "reports"), "RUNBOOK_LAB_DIR": str(tmp_path / "own-lab")}
@@ -283,7 +284,7 @@ def test_every_example_of_the_help_works_in_the_lab(fresh_lab, tmp_path):
         assert result.returncode == 0, (argv, result.stdout[-2000:], result.stderr[-2000:])
     assert lab_mod.LabControl(info).placement("web-01")["host"] == "esx-01.lab.local"  # the dry runs moved nothing
     records = [json.loads(p.read_text()) for p in (tmp_path / "reports").glob("*/*/record.json")]
-    assert all(r["outcome"] in ("SUCCEEDED", "DRY RUN") for r in records), [r["outcome"] for r in records]
+    assert all(EXIT_OF_OUTCOME[r["outcome"]] == 0 for r in records), [(r["kind"], r["outcome"]) for r in records]
 
 
 def runbook_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -61,6 +61,7 @@ def serve(port: int | None = None, *, open_browser: bool = True, reports_dir: Pa
     reports = Path(reports_dir or default_reports_dir()).expanduser().resolve()
     reports.mkdir(parents=True, exist_ok=True)
     write_index(reports)  # the page links to it, also before the first run
+    _remove_stale_pages(reports)
     work = Path(tempfile.mkdtemp(prefix="runbook-app-"))
     notebook = reports / f"runbook-app-{os.getpid()}.ipynb"  # Voila serves no hidden file; removed on stop
     proc = None
@@ -72,7 +73,8 @@ def serve(port: int | None = None, *, open_browser: bool = True, reports_dir: Pa
         log = work / "voila.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(_voila_command(notebook, port, token, work), cwd=reports, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    preexec_fn=_stop_with_parent)
         _wait_listening(port, proc, log)
         url = f"http://127.0.0.1:{port}/?token={token}"
         say(f"runbook app serving at {url}  (Ctrl-C stops it)")
@@ -106,6 +108,16 @@ def write_page_notebook(path: Path, context_file: Path) -> Path:
     return path
 
 
+def _remove_stale_pages(reports: Path) -> None:
+    """The page notebooks an app killed by SIGKILL left (its pid is in the name, and no longer runs)."""
+    from runbook.vsphere.labstate import pid_alive
+
+    for stale in reports.glob("runbook-app-*.ipynb"):
+        pid = stale.stem.removeprefix("runbook-app-")
+        if pid.isdigit() and not pid_alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
 def _voila_command(notebook: Path, port: int, token: str, work: Path) -> list[str]:
     return [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
             "--Voila.port_retries=0", f"--token={token}", f"--Voila.connection_dir_root={work}",
@@ -113,6 +125,14 @@ def _voila_command(notebook: Path, port: int, token: str, work: Path) -> list[st
             *(f"--VoilaConfiguration.file_allowlist={pattern}" for pattern in FILES),
             # a move still running when the app stops gets time to cancel its task and finish its record
             f"--KernelManager.shutdown_wait_time={STOP_WAIT_S - 5:g}"]
+
+
+def _stop_with_parent() -> None:
+    """In Voila's process, before it starts: SIGTERM when ``runbook app`` dies, even by SIGKILL (Linux)."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _raise_stop(signum: int, frame: Any) -> None:

@@ -41,6 +41,7 @@ _DEVICE_TYPE = re.compile(rb"(?:^|\s)(?:[\w.-]+:)?type=\"(?:[\w.-]+:)?([\w.-]+)\
 _DEVICE_END = b"</VirtualDevice>"
 _ROOT_TAG = re.compile(rb"<(?![?!])[^>]*>")
 _NS_DECL = re.compile(rb' xmlns:([\w.-]+)="[^"<>]*"')
+_HOIST_SCAN = 1 << 16  # bytes of a reply searched for the namespace declarations to hoist
 
 
 def usable(si: Any) -> bool:
@@ -342,7 +343,9 @@ class _Feed:
         head = root.group(0)
         if head.endswith(b"/>"):
             return part
-        found = {m.group(0): m.group(1) for m in _NS_DECL.finditer(part, root.end())}
+        # the declarations met near the start (a page repeats the same few on every value; scanning all of a
+        # large page would cost as much as the stripping saves)
+        found = {m.group(0): m.group(1) for m in _NS_DECL.finditer(part, root.end(), root.end() + _HOIST_SCAN)}
         for decl, prefix in found.items():
             lead = b" xmlns:" + prefix + b'="'
             if lead in head or part.count(lead) != part.count(decl):

@@ -35,9 +35,17 @@ def _flag(value: object) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes")
 
 
+#: Bars a chart shows at most: a vCenter of 2,500 hosts gets the ones that matter, not a chart miles long.
+MAX_BARS = 50
+
+
 def vms_per_host(hosts: pd.DataFrame) -> Figure:
-    """Bar chart of VM count per host, hosts that cannot take a VM marked. Whole-number ticks."""
+    """Bar chart of VM count per host, hosts that cannot take a VM marked. Whole-number ticks. Above
+    ``MAX_BARS`` hosts, the ones with the most VMs."""
     data = hosts.sort_values("name")
+    more = len(data) > MAX_BARS
+    if more:
+        data = data.sort_values(["vm_count", "name"], ascending=[False, True]).head(MAX_BARS)
     fig, ax = _figure(8, max(2.5, 0.35 * len(data) + 1))
     colors = ["#2f5d8a" if (str(c) == "connected" and not _flag(m)) else "#b3261e"
               for c, m in zip(data["connection_state"], data["maintenance"])]
@@ -47,7 +55,8 @@ def vms_per_host(hosts: pd.DataFrame) -> Figure:
     ax.set_xlabel("VMs")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0, max(counts + [1]) * 1.15 + 0.5)
-    ax.set_title("VMs per host (red: disconnected or in maintenance mode)")
+    ax.set_title(f"VMs per host{f' ({MAX_BARS} of {len(hosts):,} with the most VMs)' if more else ''} "
+                 f"(red: disconnected or in maintenance mode)")
     for y, v in enumerate(counts):
         ax.text(v, y, f" {v:,}", va="center")
     return fig
@@ -57,6 +66,10 @@ def datastore_capacity(datastores: pd.DataFrame) -> Figure:
     """Used and free space per datastore (GiB), with the number of hosts that mount each. Takes the
     inventory's bytes (``capacity_bytes``, ``free_bytes``) or a saved table's GiB (``capacity_gib``)."""
     data = datastores.sort_values("name")
+    more = len(data) > MAX_BARS
+    if more:  # the fullest ones: where room runs out
+        data = data.assign(_free=data["free_bytes"] if "free_bytes" in data else data["free_gib"]) \
+            .sort_values("_free").head(MAX_BARS).sort_values("name")
     if "capacity_bytes" in data:
         capacity, free = data["capacity_bytes"] / 2**30, data["free_bytes"] / 2**30
     else:
@@ -68,7 +81,8 @@ def datastore_capacity(datastores: pd.DataFrame) -> Figure:
     ax.barh(names, free, left=used, color="#7fb27f", label="free")
     ax.invert_yaxis()
     ax.set_xlabel("GiB")
-    ax.set_title("Datastore capacity (label: hosts mounting it, free %)")
+    ax.set_title(f"Datastore capacity{f' ({MAX_BARS} of {len(datastores):,} with the least free space)' if more else ''}"
+                 f" (label: hosts mounting it, free %)")
     widest = float(capacity.max()) if len(capacity) else 1.0
     ax.set_xlim(0, widest * 1.45 or 1)  # room for the labels beside the longest bar
     for y, (cap, f, n) in enumerate(zip(capacity, free, data["host_count"])):

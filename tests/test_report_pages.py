@@ -7,8 +7,6 @@ wave), and through the headless pipeline, as the command line runs it (an invent
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import time
 from collections.abc import Iterator

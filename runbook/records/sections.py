@@ -110,8 +110,6 @@ def ping_section(ping: dict[str, Any] | None, png: bytes | None) -> Section:
 
 def inventory_sections(data: dict[str, Any], run_dir: Path) -> list[Section]:
     """The counts, then each table the run saved (``<name>.csv``) with the charts drawn from them."""
-    import pandas as pd
-
     from runbook.records import charts
 
     counts = data.get("inventory") or {}

@@ -108,3 +108,14 @@ def test_any_disk_placement_gives_a_request_or_one_line_of_bad_input(value):
         assert disk.strip() == disk and disk and datastore.strip() == datastore and datastore
         assert fmt in ("same", "thin", "thick", "eagerzeroedthick")
     assert build("migrate", request.to_params()) == request  # and reads back as the same request
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("nfs-02", ("nfs-02", None)), ("nfs-02:thin", ("nfs-02", "thin")), (" nfs-02 : Thick ", ("nfs-02", "thick")),
+    ("nfs:02", ("nfs:02", None)), ("nfs:02:eagerzeroedthick", ("nfs:02", "eagerzeroedthick")),
+    ("a:thin:same", ("a:thin", "same")), ("x:thinn", ("x:thinn", None)),
+])
+def test_a_disk_target_splits_off_a_format_only_after_the_last_colon(text, expected):
+    from runbook.engine.requests import disk_target
+
+    assert disk_target(text) == expected

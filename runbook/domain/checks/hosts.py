@@ -158,7 +158,7 @@ def concurrency(inventory: Any, r: ResolvedPlan, settings: CheckSettings) -> Che
         if _cost_over(running, host_cost, settings.host_max_cost):
             busy.append(f"host {host['name']} runs {plural(running, 'migration')} "
                         f"(limit {settings.host_max_cost // host_cost} {kind})")
-    names = set(r.vm_datastores) | ({r.target_datastore} if r.target_datastore else set())
+    names = set(r.vm_datastores) | set(r.target_datastores())
     for name in sorted(names):
         ds = datastore_row(inventory, name)
         if ds is None:

@@ -130,7 +130,7 @@ def vcenter_verdict(si: Any, vm_moid: str, spec: Optional[vim.vm.RelocateSpec], 
         def wait(task: Any) -> Any:
             return WaitForTask(task, si=si)
 
-    datastore_changes = spec.datastore is not None
+    datastore_changes = spec.datastore is not None or bool(spec.disk)  # a disk placed alone moves storage too
     try:
         task = checker.CheckRelocate_Task(vm=vim.VirtualMachine(vm_moid, stub), spec=spec, testType=list(test_types))
         wait(task)

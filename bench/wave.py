@@ -7,7 +7,8 @@ Starts an `evacuate` lab (always stopped), sets every move to ``--seconds``, and
 ``runbook.wave(EvacuateRequest(host=esx-01))``. Reported, from the wave's record (the vCenter's task times):
 
 * wall: first task start to last task end; ideal: the makespan the limits allow for those task times, here
-  the canary's task (it moves alone, by the issue's rule) plus ``max(longest other task, sum of the other
+  the canary's task (it moves alone, by the issue's rule) and, when probing, its ping tail (its outage is
+  known only then), plus ``max(longest other task, sum of the other
   task times / vMotions allowed on the source host)`` (every move leaves the same host, so the source's
   vMotion budget binds; a lower bound: no schedule does better); the issue's goal is wall <= 1.15 x ideal;
 * the runbook's own time per VM beyond its vCenter task (the VM's whole run less its task time, less the
@@ -72,8 +73,9 @@ def main() -> int:
             canary = next(m["task_s"] for m in moves if m["vm"] == result.record["wave"]["canary"])
             rest = list(tasks)
             rest.remove(canary)
-            ideal = canary + max(max(rest, default=0), sum(rest) / allowed)
             tail = result.record["parameters"]["ping_tail"] if opts.ping != "none" else 0.0
+            # the canary's outage is known once its probes' tail ends: only then may the others start
+            ideal = canary + tail + max(max(rest, default=0), sum(rest) / allowed)
             own = [m["duration_s"] - m["task_s"] - (m["gate_s"] or 0) - tail for m in moves]
             seq = []
             for m in moves[:opts.sequential]:

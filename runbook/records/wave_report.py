@@ -50,7 +50,8 @@ def _wave_section(data: dict[str, Any], wave: dict[str, Any], moves: list[dict[s
     stop, maint = wave.get("stop") or {}, wave.get("maintenance") or {}
     counts = {s: sum(1 for m in moves if m.get("status") == s) for s in _STATUS_ORDER}
     tasks = [m["task_s"] for m in moves if isinstance(m.get("task_s"), (int, float))]
-    wall = data.get("wall_s") if isinstance(data.get("wall_s"), (int, float)) else data.get("duration_s")
+    wall = next((w for w in (wave.get("wall_s"), data.get("wall_s"), data.get("duration_s"))
+                 if isinstance(w, (int, float))), None)
     figures = {str(f[0]) for f in data.get("figures") or [] if isinstance(f, (list, tuple)) and f}
     return Section("The wave").add(pairs([
         ("Kind", wave.get("kind")), ("Undoes run", wave.get("undoes")), ("Plan file", wave.get("plan_file")),

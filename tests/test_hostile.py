@@ -251,14 +251,15 @@ def test_the_widgets_html_escapes_every_value() -> None:
 
     from runbook.engine.events import CheckDone, Notice
     from runbook.errors import NotFound
-    from runbook.fronts import widgets
+    from runbook.fronts import widgets, wizard_run
 
     name = " ".join(HOSTILE)
-    pages = [widgets.outcome_html({"outcome": name, "summary": name, "figures": [[name, name]],
-                                   "error": {"type": name, "message": name}}),
-             widgets.error_html(NotFound("VM", name, [name])), widgets.error_html(ValueError(name)),
-             widgets._html_table([(name, name)])]
-    view = types.SimpleNamespace(checks_out=w.Output(), state=w.Label())
+    pages = [wizard_run.outcome_html({"outcome": name, "summary": name, "figures": [[name, name]],
+                                      "error": {"type": name, "message": name}}),
+             wizard_run.error_html(NotFound("VM", name, [name])), wizard_run.error_html(ValueError(name)),
+             wizard_run.html_table([(name, name)])]
+    view = types.SimpleNamespace(checks_out=w.Output(), checks_box=w.Accordion(children=[w.Output()]),
+                                 run=types.SimpleNamespace(on_event=lambda event: None))
     for event in (CheckDone(status="fail", check=name, found=name, remedy=name), Notice(level="warning", text=name)):
         widgets.Wizard.on_event(view, event)  # type: ignore[arg-type]
     pages += [o["data"]["text/html"] for o in view.checks_out.outputs]

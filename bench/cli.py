@@ -114,6 +114,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vms", type=int, default=10_000, help="VMs in the scale lab (default 10000)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per row, after one warm-up")
+    parser.add_argument("--scale-lab", type=Path, metavar="STATE_DIR",
+                        help="use the scale lab already running from this state directory (its VM count is "
+                             "taken from it) instead of starting one")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} cores", flush=True)
     work = Path(tempfile.mkdtemp(prefix="runbook-bench-cli-"))
@@ -123,9 +126,17 @@ def main() -> int:
         with _lab(work / "lab-small", "default") as info:
             results["12 VMs"] = _measure(info, "web-01", "esx-03.lab.local", args.repeat, work)
         started = time.perf_counter()
-        with _lab(work / "lab-big", "scale", vms=args.vms, hosts=max(1, args.vms // 32)) as info:
-            print(f"scale lab of {args.vms} VMs started in {time.perf_counter() - started:.0f} s", flush=True)
-            results[f"{args.vms:,} VMs"] = _measure(info, "vm-00001", "esx-0002.lab.local", args.repeat, work)
+        if args.scale_lab:
+            info = lab_mod.status(args.scale_lab)
+            if info is None:
+                raise SystemExit(f"no lab runs from {args.scale_lab}")
+            vms = len(json.loads((args.scale_lab / "scenario.json").read_text()).get("vms", [])) or args.vms
+            results[f"{vms:,} VMs"] = _measure(info, "vm-00001", "esx-0002.lab.local", args.repeat, work)
+        else:
+            with _lab(work / "lab-big", "scale", vms=args.vms, hosts=max(1, args.vms // 32)) as info:
+                print(f"scale lab of {args.vms} VMs started in {time.perf_counter() - started:.0f} s", flush=True)
+                results[f"{args.vms:,} VMs"] = _measure(info, "vm-00001", "esx-0002.lab.local", args.repeat,
+                                                        work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     sizes = list(results)

@@ -300,6 +300,11 @@ class Objects:
         return bool(getattr(node, name, None))
 
     @staticmethod
+    def texts(node: Any, name: str) -> list[str]:
+        """The strings of an array-of-strings property."""
+        return list(getattr(node, name, None) or ())
+
+    @staticmethod
     def moid(node: Any, name: str) -> str | None:
         """The moid of the managed object referred to by property ``name``."""
         ref = getattr(node, name, None)
@@ -339,6 +344,9 @@ class Elements:
     def flag(self, node: ET.Element | None, name: str) -> bool:
         text = None if node is None else node.findtext(self._tags[name])
         return bool(text) and _to_bool(text)
+
+    def texts(self, node: ET.Element | None, name: str) -> list[str]:
+        return [] if node is None else [e.text or "" for e in node.iterfind(self._tags[name])]
 
     def moid(self, node: ET.Element | None, name: str) -> str | None:
         return None if node is None else node.findtext(self._tags[name])

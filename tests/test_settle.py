@@ -31,3 +31,15 @@ def test_a_dead_kernel_without_a_task_is_settled_in_words_true_for_its_kind(tmp_
     assert words in data["summary"]
     if kind != "migrate":
         assert "move" not in data["summary"]
+
+
+def test_a_fresh_reader_of_an_events_file_knows_the_waves_events():
+    """The CLI's follower and the notebooks read events files without importing the wave engine first."""
+    import subprocess
+    import sys
+
+    code = ("from runbook.engine.events import from_dict; "
+            "e = from_dict({'event': 'vm-progress', 'vm': 'web-01', 'percent': 40}); "
+            "print(type(e).__name__, e.percent)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["VmProgress", "40"]

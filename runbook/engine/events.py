@@ -222,3 +222,8 @@ def printer(write: Callable[[str], Any] = print, *, quiet: bool = False,
             write(text)
 
     return show
+
+
+# The wave's events register themselves in EVENT_TYPES; importing them here makes every reader of an events
+# file (the CLI's follower, the notebooks) know them without importing the wave engine first.
+from runbook.engine import wave_events as _wave_events  # noqa: E402,F401  (defined above: no cycle)

@@ -14,11 +14,13 @@ Rows (median wall seconds of ``--repeat`` runs, after one warm-up):
   processes), the floor the issue compares ``check`` (floor + 2 s) and ``migrate`` (floor + 3 s) against.
 
 Labs: the ``default`` scenario (12 VMs) and a ``scale`` lab (``--vms``, default 10,000 on VMs/32 hosts),
-each started for the run and stopped after. Usage: ``.venv/bin/python bench/cli.py [--vms 10000] [--repeat 3]``.
+each started for the run and stopped after; each row is timed at both sizes in turns (the ratio is the median
+of the paired runs, so a change of the machine's load hits both sizes alike). Usage: ``.venv/bin/python bench/cli.py [--vms 10000] [--repeat 3]``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -82,21 +84,12 @@ def _floor(repeat: int, work: Path) -> float:
     return _median(once, repeat)
 
 
-def _measure(info: lab_mod.LabInfo, vm: str, target: str, repeat: int, work: Path) -> dict[str, float]:
+def _commands(info: lab_mod.LabInfo, vm: str, target: str, work: Path) -> dict:
+    """Each row's timed run against one lab: a function giving its seconds."""
     reports = work / f"reports-{info.port}"
     env = _env(info, reports)
     control = lab_mod.LabControl(info)
     control.set_migration_seconds(None, 1.0)
-    rows = {
-        "help": _median(lambda: _time([RUNBOOK, "--help"], env), repeat),
-        "argument error": _median(lambda: _time([RUNBOOK, "migrate", "--vm", vm, "--host", target, "--timeout",
-                                                 "nan"], env, expect=2), repeat),
-        "unknown VM": _median(lambda: _time([RUNBOOK, "check", "--vm", "no-such-vm", "--host", target], env,
-                                            expect=2), repeat),
-        "check": _median(lambda: _time([RUNBOOK, "check", "--vm", vm, "--host", target, "-q"], env), repeat),
-        "migrate --dry-run": _median(lambda: _time([RUNBOOK, "migrate", "--vm", vm, "--host", target, "--dry-run",
-                                                    "-q"], env), repeat),
-    }
     hosts = [control.placement(vm)["host"], target]
 
     def move() -> float:
@@ -106,7 +99,27 @@ def _measure(info: lab_mod.LabInfo, vm: str, target: str, repeat: int, work: Pat
                      env)
         return took - _last_task_s(reports)
 
-    rows["migrate, own part"] = _median(move, repeat)
+    return {
+        "help": lambda: _time([RUNBOOK, "--help"], env),
+        "argument error": lambda: _time([RUNBOOK, "migrate", "--vm", vm, "--host", target, "--timeout", "nan"], env,
+                                        expect=2),
+        "unknown VM": lambda: _time([RUNBOOK, "check", "--vm", "no-such-vm", "--host", target], env, expect=2),
+        "check": lambda: _time([RUNBOOK, "check", "--vm", vm, "--host", target, "-q"], env),
+        "migrate --dry-run": lambda: _time([RUNBOOK, "migrate", "--vm", vm, "--host", target, "--dry-run", "-q"],
+                                           env),
+        "migrate, own part": move,
+    }
+
+
+def _paired(small: dict, big: dict, repeat: int) -> dict[str, tuple[float, float, float]]:
+    """Each row timed at both sizes in turns (small, big, small, big...: a change of the machine's load hits
+    both), after a warm-up of each: (median small, median big, median of the big / small ratios)."""
+    rows = {}
+    for what in small:
+        small[what](), big[what]()
+        pairs = [(small[what](), big[what]()) for _ in range(repeat)]
+        rows[what] = (statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs),
+                      statistics.median(b / a for a, b in pairs))
     return rows
 
 
@@ -122,30 +135,29 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="runbook-bench-cli-"))
     try:
         floor = _floor(args.repeat, work)
-        results = {}
-        with _lab(work / "lab-small", "default") as info:
-            results["12 VMs"] = _measure(info, "web-01", "esx-03.lab.local", args.repeat, work)
-        started = time.perf_counter()
-        if args.scale_lab:
-            info = lab_mod.status(args.scale_lab)
-            if info is None:
-                raise SystemExit(f"no lab runs from {args.scale_lab}")
-            vms = len(json.loads((args.scale_lab / "scenario.json").read_text()).get("vms", [])) or args.vms
-            results[f"{vms:,} VMs"] = _measure(info, "vm-00001", "esx-0002.lab.local", args.repeat, work)
-        else:
-            with _lab(work / "lab-big", "scale", vms=args.vms, hosts=max(1, args.vms // 32)) as info:
-                print(f"scale lab of {args.vms} VMs started in {time.perf_counter() - started:.0f} s", flush=True)
-                results[f"{args.vms:,} VMs"] = _measure(info, "vm-00001", "esx-0002.lab.local", args.repeat,
-                                                        work)
+        with contextlib.ExitStack() as stack:
+            small = stack.enter_context(_lab(work / "lab-small", "default"))
+            started = time.perf_counter()
+            if args.scale_lab:
+                big = lab_mod.status(args.scale_lab)
+                if big is None:
+                    raise SystemExit(f"no lab runs from {args.scale_lab}")
+                vms = len(json.loads((args.scale_lab / "scenario.json").read_text()).get("vms", [])) or args.vms
+            else:
+                vms = args.vms
+                big = stack.enter_context(_lab(work / "lab-big", "scale", vms=vms, hosts=max(1, vms // 32)))
+                print(f"scale lab of {vms} VMs started in {time.perf_counter() - started:.0f} s", flush=True)
+            rows = _paired(_commands(small, "web-01", "esx-03.lab.local", work),
+                           _commands(big, "vm-00001", "esx-0002.lab.local", work), args.repeat)
+            floor_after = _floor(1, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    sizes = list(results)
-    print(f"\nfloor (papermill one cell + nbconvert --to html): {floor:.2f} s\n")
-    print(f"| what | {' | '.join(sizes)} | ratio | goal |")
-    print("|---|" + "---|" * (len(sizes) + 2))
-    for what in results[sizes[0]]:
-        small, big = results[sizes[0]][what], results[sizes[1]][what]
-        print(f"| {what} | {small:.2f} | {big:.2f} | {big / small:.2f}x | {GOALS.get(what, '')} |")
+    print(f"\nfloor (papermill one cell + nbconvert --to html): {floor:.2f} s before the rows, "
+          f"{floor_after:.2f} s after\n")
+    print(f"| what | 12 VMs | {vms:,} VMs | ratio (median of paired runs) | goal |")
+    print("|---|---|---|---|---|")
+    for what, (a, b, ratio) in rows.items():
+        print(f"| {what} | {a:.2f} | {b:.2f} | {ratio:.2f}x | {GOALS.get(what, '')} |")
     print(f"\nload average at end: {os.getloadavg()}")
     return 0
 

@@ -44,6 +44,8 @@ _PATHS: dict[type, list[str]] = {
 _VM_MOID = re.compile(r"vm-\d+")
 #: Above this many VM folders and vApps, one names read costs less than a FindChild in each.
 MAX_VM_CONTAINERS = 48
+#: Names per page: the server builds a page while the client reads the one before.
+_NAMES_PAGE = 5000
 
 
 @dataclass
@@ -88,7 +90,7 @@ def read_names(si: vim.ServiceInstance, types: Sequence[type] = _NAMED) -> Names
     paths = {t: ["name", "childType"] if t is vim.Folder else ["name"] for t in types}
     for dc in dcs.values():
         with container_view(si, dc["_ref"], list(types)) as view:
-            found = retrieve_view(si, view, paths, fast=True)
+            found = retrieve_view(si, view, paths, fast=True, max_objects=_NAMES_PAGE)
         for moid, rec in found.items():
             dc_of[moid] = dc["name"]
             rec["_type"] = _vim_type_name(rec)

@@ -200,3 +200,20 @@ def test_a_prefix_bound_to_another_uri_is_left_alone():
     part = (f'<objects><val xmlns:XMLSchema-instance="{_XSI}"/>'
             '<val xmlns:XMLSchema-instance="urn:other"/></objects>').encode()
     assert feed._strip(part) == part
+
+
+def test_guest_addresses_read_from_the_xml_are_those_of_every_nic_once(si):
+    """guest.net is left as XML by the fast reader; its addresses read as pyvmomi's objects give them."""
+    import xml.etree.ElementTree as ET
+
+    from runbook.vsphere.inventory import _guest_ips
+
+    xml = ('<val xmlns="urn:vim25" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+           'xsi:type="ArrayOfGuestNicInfo"><GuestNicInfo><network>pg</network><ipAddress>10.0.0.5</ipAddress>'
+           '<ipAddress>fe80::1</ipAddress></GuestNicInfo><GuestNicInfo><ipAddress>10.0.0.5</ipAddress>'
+           '<ipAddress>192.168.1.9</ipAddress></GuestNicInfo><GuestNicInfo/></val>')
+    raw = soapdata.Raw(ET.fromstring(xml), soapdata.Reader(si._stub).elements)
+    nics = [vim.vm.GuestInfo.NicInfo(network="pg", ipAddress=["10.0.0.5", "fe80::1"]),
+            vim.vm.GuestInfo.NicInfo(ipAddress=["10.0.0.5", "192.168.1.9"]), vim.vm.GuestInfo.NicInfo()]
+    assert _guest_ips(raw) == _guest_ips(nics) == ["10.0.0.5", "fe80::1", "192.168.1.9"]
+    assert _guest_ips(None) == []

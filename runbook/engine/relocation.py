@@ -58,16 +58,18 @@ def check(request: CheckRequest | dict, *, on_event: Sink | None = None, context
 
 def migrate(request: MoveRequest | dict, *, on_event: Sink | None = None, context: RunContext | None = None,
             settings: Settings | None = None, cancel: threading.Event | None = None,
-            before_submit: Callable[[], None] | None = None) -> RunResult:
+            before_submit: Callable[[], None] | None = None, inventory: Inventory | None = None,
+            session: Any = None) -> RunResult:
     """Move one VM as the request says; never raises once the record exists (the outcome says how it
     ended). ``cancel``: set it to stop the run (the task is cancelled), like SIGINT or SIGTERM.
     ``before_submit``: called once the move is checked, locked and probed, right before the relocation is
     submitted (a wave's admission within its limits); raising :class:`Interrupted` there ends the run
-    CANCELLED with nothing changed."""
+    CANCELLED with nothing changed. ``inventory`` and ``session`` (a logged-in ServiceInstance, left logged
+    in) let many moves share one read and one login, as a wave's do."""
     if isinstance(request, dict):
         request = build(MoveRequest, request)
-    run = _Run(request, on_event, context, settings, None, cancel)
-    run.before_submit = before_submit
+    run = _Run(request, on_event, context, settings, inventory, cancel)
+    run.before_submit, run.shared = before_submit, session
     return run.run()
 
 
@@ -86,6 +88,7 @@ class _Run:
         self.state: MoveState | None = None
         self.monitor: Any = None
         self.si: Any = None
+        self.shared: Any = None  # a session the caller owns: used, never logged out
         self.submitted_at: dt.datetime | None = None  # when RelocateVM_Task was sent (its answer may not have come)
         self.before_submit: Callable[[], None] | None = None
         self.interrupted: str | None = None
@@ -93,7 +96,7 @@ class _Run:
     # -- the run ------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         self.settings = self.settings or settings_from_env()
-        self.si = login(self.settings)
+        self.si = self.shared or login(self.settings)
         try:
             with interruptible(self.cancel):
                 try:
@@ -115,8 +118,9 @@ class _Run:
                     self._unexpected(recorder, exc)
             return RunResult.of(recorder, state=self.state, inventory=self.inventory)
         finally:
-            with contextlib.suppress(Exception):
-                logout(self.si)
+            if self.si is not self.shared:  # ours, or a new one after the shared session was lost
+                with contextlib.suppress(Exception):
+                    logout(self.si)
 
     def _prepare(self) -> Recorder:
         self.emit(Step("resolve", "started", f"looking up {self.request.vm} on {self.settings.url}"))

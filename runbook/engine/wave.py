@@ -84,11 +84,12 @@ class _Wave:
         self.limits = Limits()
         self.saved_at = 0.0  # time.monotonic() of the last progress save
         self.inventory: Inventory | None = None  # read once; every move of the wave looks its objects up in it
+        self.si: Any = None  # the wave's session, shared by its moves
 
     # -- the run ------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         self.settings = self.settings or settings_from_env()
-        si = login(self.settings)
+        si = self.si = login(self.settings)  # shared by the wave's moves (pyVmomi's stub pools its connections)
         try:
             self.emit(Step("resolve", "started", f"reading the inventory of {self.settings.url}"))
             inventory = self.inventory = read(si)

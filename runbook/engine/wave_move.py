@@ -59,13 +59,13 @@ class VmMove:
         self.thread = threading.Thread(target=self._run, name=f"runbook-wave-{number}", daemon=True)
 
     def _run(self) -> None:
-        # the single move's engine with the wave's inventory; migrate() takes none (it reads its own slice)
-        from runbook.engine.relocation import _Run
+        # the single move's engine with the wave's inventory and session: no read or login per VM
+        from runbook.engine.relocation import migrate
 
         try:
-            run = _Run(self.request, self._sink, self.context, self.wave.settings, self.wave.inventory, self.cancel)
-            run.before_submit = self._gate
-            self.result = run.run()
+            self.result = migrate(self.request, on_event=self._sink, context=self.context,
+                                  settings=self.wave.settings, cancel=self.cancel, before_submit=self._gate,
+                                  inventory=self.wave.inventory, session=self.wave.si)
         except BaseException as exc:  # a refusal before its record existed (a VM gone since the plan...)
             self.wave.inbox.put(("refused", self, exc))
         finally:

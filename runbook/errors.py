@@ -64,7 +64,7 @@ class ChecksFailed(RunbookError):
     def __init__(self, failed: list[str]):
         self.failed = failed
         super().__init__(
-            f"{len(failed)} check(s) failed: {'; '.join(failed)}; fix them or give force_reason"
+            f"{len(failed)} check{'' if len(failed) == 1 else 's'} failed: {'; '.join(failed)}; fix {'it' if len(failed) == 1 else 'them'} or give force_reason"
         )
 
 

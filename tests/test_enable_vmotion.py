@@ -98,7 +98,7 @@ def test_a_host_with_vmotion_is_left_alone():
     plan = plan_vmotion(make_inventory(), hosts=["h1", "h2"], network=make_network())
     assert [(c.host, c.adapter, c.action) for c in plan.changes] == [("h1", "vmk0", "enable"), ("h2", "vmk1", "none")]
     assert [c.host for c in plan.pending] == ["h1"]
-    assert "1 host(s) already so" in plan.describe()
+    assert "1 host already so" in plan.describe()
     only = plan_vmotion(make_inventory(), hosts="h2")
     assert not only.pending and only.describe() == "nothing to change: h2: vMotion already enabled on vmk1"
 

@@ -126,7 +126,8 @@ def test_index_and_reports_command_list_every_run(headless: dict) -> None:
     for link in runs["report"]:
         assert (headless["reports"] / link).is_file() and f'href="./{link}"' in index  # relative, never a scheme
     listing = headless["listing"]
-    assert listing.returncode == 0 and listing.stdout.count("CHG-42") == 1
+    assert listing.returncode == 0
+    assert len([line for line in listing.stdout.splitlines() if "CHG-42" in line]) == 1, listing.stdout
     assert "web-01" in listing.stdout and "SUCCEEDED" in listing.stdout
 
 
@@ -134,7 +135,10 @@ def test_reports_open_offline_with_nothing_missing(headless: dict) -> None:
     for page in headless["reports"].rglob("*.html"):
         html = page.read_text()
         assert report.external_references(html) == [], page
-        assert "<script" not in html.lower() and "@import" not in html, page
+        # the index sorts and filters with its own inline script; a report has none; nothing is fetched
+        assert "@import" not in html and not re.search(r"<script[^>]*\bsrc\s*=", html, re.I), page
+        if page.name == "report.html":
+            assert "<script" not in html.lower(), page
         assert "widget-view" not in html and "widget-state" not in html, page
         assert "No description has been provided" not in html, page
     records = _records(headless["reports"])

@@ -77,7 +77,7 @@ def _entry(row: Any, number: int) -> dict[str, Any]:
     clean = {_ALIASES.get(str(k).strip().lower(), str(k).strip().lower()): v for k, v in row.items() if k is not None}
     unknown = sorted(set(clean) - set(COLUMNS))
     if unknown:
-        raise BadInput(f"row {number} has unknown column(s) {', '.join(unknown)}; columns: {', '.join(COLUMNS)}")
+        raise BadInput(f"row {number} has unknown column{'' if len(unknown) == 1 else 's'} {', '.join(unknown)}; columns: {', '.join(COLUMNS)}")
     text = {k: ("" if clean.get(k) is None else str(clean.get(k)).strip()) for k in COLUMNS if k != "network"}
     if not text["vm"]:
         raise BadInput(f"row {number} names no VM")

@@ -164,7 +164,7 @@ class VmotionPlan:
     def describe(self, applied: bool = False) -> str:
         """One sentence: what would change (dry run) or what changed, and what was already so."""
         pending, same = self.pending, [c for c in self.changes if not c.changes]
-        already = f"{len(same)} host(s) already so" if pending and same else ""
+        already = f"{len(same)} host{'' if len(same) == 1 else 's'} already so" if pending and same else ""
         if not pending:
             return "nothing to change: " + "; ".join(c.words() for c in same)
         done = ", ".join(c.words(done=applied) for c in pending)

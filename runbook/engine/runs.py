@@ -54,6 +54,10 @@ def inventory(request: InventoryRequest | dict | None = None, *, on_event: Sink 
                + (f"; no vMotion adapter on: {', '.join(no_vmotion)}" if no_vmotion
                   else "; vMotion enabled on every host"))
     recorder.set(inventory=counts)
+    if recorder.run_dir is not None:  # the same tables on the record's page, whatever front started the run
+        from runbook.records import inventory_tables
+
+        inventory_tables.save(inv, recorder.run_dir)
     recorder.finish("SUCCEEDED", summary, figures=[
         ("vCenter", settings.url), ("VMs", counts["vms"]), ("Hosts", counts["hosts"]),
         ("Datastores", counts["datastores"]), ("Clusters", counts["clusters"])])

@@ -333,7 +333,7 @@ class _Wave:
             return {"requested": True, "entered": False, "reason": "the wave did not move every VM"}
         left = len(host.get("vm") or ())
         if left:
-            return {"requested": True, "entered": False, "reason": f"{left} VM(s) still on the host"}
+            return {"requested": True, "entered": False, "reason": f"{left} VM{'' if left == 1 else 's'} still on the host"}
         from runbook.vsphere.task import wait
 
         self.emit(Step("maintenance", "started", f"entering maintenance mode on {host['name']}"))

@@ -227,7 +227,9 @@ def _run(request: Request, args: argparse.Namespace) -> int:
     loading.start()
     preflight(request)
     loading.join()
-    from runbook.fronts.pipeline import run_notebook
+    from runbook.fronts.pipeline import prestart, run_notebook
+
+    kernel = prestart()  # the names exist: the kernel boots while the run is prepared (a refusal never starts one)
 
     show = printer(lambda text: print(text, flush=True))  # live through a pipe too (a scheduler, a log)
 
@@ -236,7 +238,7 @@ def _run(request: Request, args: argparse.Namespace) -> int:
             show(event)
 
     context = RunContext(reports_dir=args.reports, via="headless", with_code=args.with_code)
-    result = run_notebook(request, context=context, on_event=on_event)
+    result = run_notebook(request, context=context, on_event=on_event, kernel=kernel)
     print(_last_line(result), flush=True)
     print(f"report: {result.report or result.run_dir / 'record.json'}", flush=True)
     error = result.record.get("error") or {}

@@ -61,7 +61,8 @@ def page(df: pd.DataFrame, columns: list[str] | None = None, *, name: str, run_d
     where = None
     if run_dir is not None:
         where = Path(run_dir) / f"{name}.csv"
-        full.to_csv(where, index=False)
+        if not where.exists():  # the engine saved the inventory's tables already (records.inventory_tables)
+            full.to_csv(where, index=False)
     if len(full) <= limit:
         return styled(full)
     from IPython.display import Markdown, display

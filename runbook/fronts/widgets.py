@@ -79,7 +79,7 @@ class Wizard:
         ``context``: where the records go and which front is recorded (default: the widgets')."""
         unknown = set(params) - {p.name for p in MoveRequest.params()} | (set(params) & set(PICKED))
         if unknown:
-            raise BadInput(f"unknown wizard parameter(s): {', '.join(sorted(unknown))}")
+            raise BadInput(f"unknown wizard parameter{'' if len(unknown) == 1 else 's'}: {', '.join(sorted(unknown))}")
         self.settings, self.params = settings, params
         self.context = (context or RunContext(via="widgets")).replace(run_dir=None)
         plan_options = {"resource_pool": params.get("resource_pool") or None,

@@ -371,6 +371,10 @@ class LabControl:
         """How many SOAP requests the lab has answered (to prove bulk retrieval)."""
         return int(self._call("/requests")["requests"])
 
+    def reply_bytes(self) -> int:
+        """How many bytes of SOAP replies the lab has sent (to prove a read does not grow with the vCenter)."""
+        return int(self._call("/requests")["reply_bytes"])
+
     def set_migration_seconds(self, vm: str | None, seconds: float) -> None:
         """Duration of the VM's next relocation (by name or moid), or with vm None of every relocation."""
         self._call("/migration-seconds", {"vm": vm or "", "seconds": seconds})

@@ -19,8 +19,7 @@ from runbook.vsphere.inventory import read_inventory
 
 def _served(control: lab_mod.LabControl) -> tuple[int, int]:
     """SOAP requests the lab has answered so far, and the bytes of their replies."""
-    got = control._call("/requests")
-    return int(got["requests"]), int(got["reply_bytes"])
+    return control.requests_served(), control.reply_bytes()
 
 
 def test_the_rows_a_move_reads_are_the_full_inventorys_rows(si):

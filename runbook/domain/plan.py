@@ -15,12 +15,12 @@ import pandas as pd
 
 from runbook.vsphere.devices import datastore_of_path, display_name as device_name
 from runbook.errors import Ambiguous, BadInput, NotFound
+from runbook.domain.pools import optional_str as _optional_str, resolve_pool
 from runbook.vsphere.find import display_name, find_row
 
 DISK_FORMATS = ("same", "thin", "thick", "eagerzeroedthick")
 PRIORITIES = ("default", "high", "low")
 MOVE_KINDS = ("host", "datastore", "both", "none")
-ROOT_POOL_NAME = "Resources"  # the name vCenter gives every cluster's or host's root resource pool
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ def resolve(inventory: Any, plan: MigrationPlan) -> ResolvedPlan:
         home_moves = False
         datastore_changes = any(d.moves or d.format_changes for d in disks)
 
-    pool_name, pool_moid = _resolve_pool(inventory, plan.resource_pool, vm, source, run, host_changes)
+    pool_name, pool_moid = resolve_pool(inventory, plan.resource_pool, vm, source, run, host_changes)
     pool_changes = pool_moid is not None and pool_moid != vm.get("resource_pool_moid")
     nic_changes = tuple(_nic_changes(inventory, vm, run, plan.network_map))
 
@@ -376,96 +376,6 @@ def _disk_moves(vm: pd.Series, datastore: Optional[pd.Series], disk_format: str,
 FORMAT_REMEDY = "Storage vMotion to another datastore and back, or pick another datastore"
 
 
-def _resolve_pool(inventory: Any, key: Optional[str], vm: pd.Series, source: pd.Series, run: pd.Series,
-                  host_changes: bool) -> tuple[Optional[str], Optional[str]]:
-    """The pool to put in the spec: the given one, or the target compute resource's root pool when the
-    move leaves the VM's compute resource (a cluster, or a standalone host's own ComputeResource).
-
-    ``(None, None)`` means "keep the VM's current pool" (vCenter's default when the spec leaves it unset).
-    A pool name shared by several compute resources (every root pool is "Resources") means the one of
-    the target's compute resource.
-    """
-    pools = _pool_table(inventory)
-    target = _compute_of(run)
-    if key:
-        try:
-            row = find_row(pools, key, "resource pool")
-        except Ambiguous:
-            if target is None or "owner_moid" not in pools.columns:
-                raise
-            row = find_row(pools[pools["owner_moid"] == target], key, "resource pool")
-        owner, cluster = _optional_str(row.get("owner_moid")), _optional_str(row.get("cluster"))
-        run_cluster = _optional_str(run.get("cluster"))
-        if target and owner:
-            elsewhere = owner != target
-        else:  # an inventory without compute resource moids: compare clusters
-            elsewhere = bool(cluster and run_cluster and cluster != run_cluster)
-        if elsewhere:
-            where = f"cluster {run_cluster}" if run_cluster else "its own compute resource (standalone)"
-            theirs = f"cluster {cluster}" if cluster else f"compute resource {owner}"
-            raise BadInput(f"resource pool {row['name']} ({row['moid']}) belongs to {theirs}, but host "
-                           f"{run['name']} is in {where}: give a pool of the target host's compute resource")
-        return str(row["name"]), str(row["moid"])
-    if not host_changes or _same_compute(source, run):
-        return None, None
-    root = _root_pool(inventory, pools, run)
-    if root is not None:
-        return root
-    run_cluster = _optional_str(run.get("cluster"))
-    where = f"cluster {run_cluster}" if run_cluster else f"host {run['name']}"
-    raise BadInput(
-        f"the move from host {source['name']} to {run['name']} leaves the VM's compute resource, and the "
-        f"root resource pool of {where} is not in the inventory: give the resource pool (name or moid)"
-    )
-
-
-def _compute_of(host: pd.Series) -> Optional[str]:
-    """The moid of the host's compute resource (its cluster, or a standalone host's ComputeResource)."""
-    return _optional_str(host.get("compute_resource_moid"))
-
-
-def _root_pool(inventory: Any, pools: pd.DataFrame, run: pd.Series) -> Optional[tuple[str, str]]:
-    """The root pool of the compute resource of host ``run``, whatever its kind, when the inventory has it."""
-    target = _compute_of(run)
-    if target and {"owner_moid", "root"} <= set(pools.columns):
-        roots = pools[(pools["owner_moid"] == target) & pools["root"].astype(bool)]
-        if len(roots) == 1:
-            return str(roots.iloc[0]["name"]), str(roots.iloc[0]["moid"])
-    table = inventory.clusters
-    run_cluster = _optional_str(run.get("cluster"))
-    if "root_pool_moid" in table.columns and run_cluster:
-        match = table[table["name"] == run_cluster]
-        if len(match) == 1 and _optional_str(match.iloc[0]["root_pool_moid"]):
-            return ROOT_POOL_NAME, str(match.iloc[0]["root_pool_moid"])
-    if run_cluster:
-        roots = pools[(pools["name"] == ROOT_POOL_NAME) & (pools["cluster"] == run_cluster)]
-        if len(roots) == 1:
-            return ROOT_POOL_NAME, str(roots.iloc[0]["moid"])
-    return None
-
-
-def _same_compute(source: pd.Series, run: pd.Series) -> bool:
-    if _compute_of(source) and _compute_of(run):
-        return _compute_of(source) == _compute_of(run)
-    if _optional_str(source.get("cluster")) and _optional_str(run.get("cluster")):
-        return source["cluster"] == run["cluster"] and source.get("datacenter") == run.get("datacenter")
-    return source["moid"] == run["moid"]
-
-
-def _pool_table(inventory: Any) -> pd.DataFrame:
-    """Resource pools by name and moid: the inventory's ``pools`` table if it has one, else those VMs use."""
-    for attribute in ("pools", "resource_pools"):
-        table = getattr(inventory, attribute, None)
-        if isinstance(table, pd.DataFrame) and len(table) and {"name", "moid"} <= set(table.columns):
-            if "cluster" not in table.columns:
-                table = table.assign(cluster=None)
-            return table
-    vms = inventory.vms
-    rows = vms[["resource_pool", "resource_pool_moid", "cluster", "datacenter"]].dropna(subset=["resource_pool_moid"])
-    rows = rows.rename(columns={"resource_pool": "name", "resource_pool_moid": "moid"})
-    return rows.drop_duplicates(subset=["moid"]).reset_index(drop=True)
-
-
 def _nic_changes(inventory: Any, vm: pd.Series, run: pd.Series, network_map: Mapping[str, str]) -> Iterable[NicChange]:
     nics = records(vm.get("nics"))
     used = sorted({str(n.get("port_group")) for n in nics})
@@ -531,12 +441,6 @@ def strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     return [str(v) for v in value]
-
-
-def _optional_str(value: Any) -> Optional[str]:
-    if value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
-        return None
-    return str(value)
 
 
 def _refuse_format_in_place(vm: pd.Series, disks: tuple[DiskMove, ...]) -> None:

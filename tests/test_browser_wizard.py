@@ -12,7 +12,6 @@ import secrets
 import shutil
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 

@@ -84,7 +84,7 @@ def test_target_equal_to_the_source_is_already_there(shared):
 
 
 def test_a_failed_check_exits_2_and_prints_the_table(fresh_lab, tmp_path):
-    info = fresh_lab("prereq-failures")
+    fresh_lab("prereq-failures")
     env = {**os.environ, "RUNBOOK_REPORTS": str(tmp_path)}
     result = runbook(["check", "--vm", "web-01", "--host", "esx-05.lab.local"], env)
     assert result.returncode == 2, result.stdout + result.stderr

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import running_lab
+from test_browser import screenshot_on_failure
 
 REPO = Path(__file__).resolve().parent.parent
 RUNBOOK = str(Path(sys.executable).with_name("runbook"))
@@ -206,14 +207,7 @@ def page(tmp_path: Path, request: pytest.FixtureRequest):
     request.addfinalizer(context.close)
     context.set_default_timeout(LONG)
     page = context.pages[0] if context.pages else context.new_page()
-    failed_before = request.session.testsfailed
-
-    def on_failure() -> None:
-        if request.session.testsfailed > failed_before:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "app-failed.png"), full_page=True)
-
-    request.addfinalizer(on_failure)
+    screenshot_on_failure(request, page, "app-failed.png")
     return page
 
 

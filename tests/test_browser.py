@@ -134,15 +134,21 @@ def launch_page(profile: Path, stop_at_end, viewport: dict | None = None):
 @pytest.fixture
 def page(tmp_path: Path, request: pytest.FixtureRequest):
     page = launch_page(tmp_path / "chromium-profile", request.addfinalizer)
+    screenshot_on_failure(request, page, "browser-migrate-failed.png")
+    return page
+
+
+def screenshot_on_failure(request: pytest.FixtureRequest, page, name: str) -> None:
+    """Keep what the page showed when a step of the test failed, as test-artifacts/NAME (the finalizer runs
+    before the browser's, registered earlier, closes the page)."""
     failed_before = request.session.testsfailed
 
-    def on_failure() -> None:  # runs before context.close: keep what the page showed when a step failed
+    def on_failure() -> None:
         if request.session.testsfailed > failed_before:
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "browser-migrate-failed.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
     request.addfinalizer(on_failure)
-    return page
 
 
 def _wait_kernel_ready(lab: dict, timeout: float = 120) -> None:

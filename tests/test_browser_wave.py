@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import ARTIFACTS, LONG, REPO, launch_page, open_and_run_all, start_jupyterlab
+from test_browser import ARTIFACTS, LONG, REPO, launch_page, open_and_run_all, screenshot_on_failure, start_jupyterlab
 
 pytestmark = pytest.mark.browser
 
@@ -38,14 +38,7 @@ def jupyterlab(fresh_lab, tmp_path: Path, request: pytest.FixtureRequest):
 @pytest.fixture
 def page(tmp_path: Path, request: pytest.FixtureRequest):
     page = launch_page(tmp_path / "chromium-profile", request.addfinalizer)
-    failed_before = request.session.testsfailed
-
-    def on_failure() -> None:
-        if request.session.testsfailed > failed_before:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "browser-wave-failed.png"), full_page=True)
-
-    request.addfinalizer(on_failure)
+    screenshot_on_failure(request, page, "browser-wave-failed.png")
     return page
 
 

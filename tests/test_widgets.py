@@ -149,6 +149,20 @@ def test_migrate_needs_checks_without_failures_or_a_force_reason(inventory) -> N
     assert not c.can_migrate("reason") and not c.can_check()
 
 
+def test_the_hint_says_what_to_do_next_at_every_stage(inventory) -> None:
+    """Never "press Check" while a move runs or after the checks passed (a stale line under a running task)."""
+    c = _picked(inventory)
+    c.choose("host", _value(c.host_options(), "esx-03"))
+    assert c.hint() == "Ready: press Check."
+    c.checks = pd.DataFrame([["x", "pass", "", ""]], columns=["check", "status", "found", "remedy"])
+    assert "press Migrate" in c.hint()
+    c.busy = True
+    assert "Running" in c.hint() and "press" not in c.hint()
+    c.busy = False
+    c.checks = pd.DataFrame([["x", "fail", "bad", ""]], columns=["check", "status", "found", "remedy"])
+    assert "Checks failed" in c.hint() and "force" in c.hint()
+
+
 # -- the ipywidgets view -----------------------------------------------------------------------------------
 @pytest.fixture
 def wizard(inventory):

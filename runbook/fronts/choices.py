@@ -154,7 +154,15 @@ class Choices:
 
     def hint(self) -> str:
         step = self.next_step()
-        return f"Next: {_HINTS[step]}." if step else "Ready: press Check."
+        if step:
+            return f"Next: {_HINTS[step]}."
+        if self.busy:
+            return "Running: its progress shows below."
+        if self.checks is None:
+            return "Ready: press Check."
+        if self.failed_checks():
+            return "Checks failed: fix them (see their remedies), or type a reason to force the move."
+        return "Checked: press Migrate, or change a pick."
 
     # -- options -----------------------------------------------------------------------------------------
     def cluster_options(self) -> list[Option]:

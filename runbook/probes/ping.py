@@ -1,8 +1,9 @@
 """Probing a VM during a migration: ping it on a fixed schedule and record when each reply came.
 
 :class:`ProbeMonitor` sends an ICMP echo (or, where ICMP is not allowed, a TCP connect) every
-``interval`` seconds from a daemon thread, on a schedule fixed to the monotonic clock, and matches
-replies as they come without ever waiting for one before the next send. :meth:`ProbeMonitor.stop`
+``interval`` seconds on a schedule fixed to the monotonic clock, and matches replies as they come without
+ever waiting for one before the next send. The sending and reading is done by the process's one probe
+thread (:mod:`runbook.probes.prober`), which serves every monitor at once, as a wave's many are. :meth:`ProbeMonitor.stop`
 returns a :class:`ProbeResult`: the per-probe timeline, a JSON-ready summary of the outages and a
 sentence for the operator. Nothing here raises into the migration once probing has started: errors
 inside the probe thread end up in ``ProbeResult.error``.
@@ -20,17 +21,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import errno
 import logging
 import os
-import selectors
 import socket
-import struct
-import sys
 import threading
 import time
 from array import array
-from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
@@ -41,6 +37,7 @@ from runbook.probes.pingchart import (
     LATE_INTERVALS, LATE_RTT_FACTOR, SWITCHOVER, TASK_END, TASK_START, OutageRun, ProbeResult, _utc, outage_runs,
     plot_probes
 )
+from runbook.probes.prober import SocketFactory, arrival, prober_for
 
 __all__ = ["ProbeMonitor", "ProbeResult", "OutageRun", "outage_runs", "plot_probes", "MIN_INTERVAL",
            "MAX_INTERVAL", "TASK_START", "TASK_END", "SWITCHOVER", "LATE_INTERVALS", "LATE_RTT_FACTOR"]
@@ -50,35 +47,9 @@ log = logging.getLogger("runbook")
 MIN_INTERVAL = 0.01  # seconds; finer than this the probe thread's own jitter dominates
 MAX_INTERVAL = 10.0
 
-SocketFactory = Callable[[int, int, int], socket.socket]
-_MAGIC = b"rbpm"
-# Linux's SO_TIMESTAMPNS (asm-generic; the cmsg type is the same number): receive times from the kernel.
-_SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
-_CMSG_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
-_TRANSIENT = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.ECONNREFUSED,
-              errno.ENOBUFS, errno.EAGAIN, errno.EPERM, errno.EACCES, errno.EMSGSIZE}
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
-def _echo_request(family: int, ident: int, seq: int, payload: bytes) -> bytes:
-    """An ICMP (or ICMPv6) echo request; the kernel fills the ICMPv6 checksum itself."""
-    kind = 8 if family == socket.AF_INET else 128
-    header = struct.pack("!BBHHH", kind, 0, 0, ident, seq & 0xFFFF)
-    if family == socket.AF_INET:
-        header = struct.pack("!BBHHH", kind, 0, _checksum(header + payload), ident, seq & 0xFFFF)
-    return header + payload
-
 
 class ProbeMonitor:
-    """Pings ``target`` every ``interval`` seconds in a daemon thread until :meth:`stop`.
+    """Pings ``target`` every ``interval`` seconds (from the process's one probe thread) until :meth:`stop`.
 
     ``method``: "auto" (ICMP echo if this process may send it, else a TCP connect to ``tcp_port``),
     "icmp" or "tcp". ICMP uses a raw socket when privileged, else an unprivileged ICMP datagram socket
@@ -123,9 +94,10 @@ class ProbeMonitor:
         self.late_after = float(late_after) if late_after is not None else None
         self.result: ProbeResult | None = None
         self._factory = socket_factory
+        self._prober = None  # the process's probe thread for this socket factory, once started
         self._marks: list[tuple[str, pd.Timestamp]] = []
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._done = threading.Event()  # the probe thread is done with this monitor
         self._lock = threading.Lock()
         self._error: str | None = None
         self._late = self._send_errors = self._skipped = 0
@@ -133,32 +105,39 @@ class ProbeMonitor:
         # Per-probe records, by seq: monotonic send and reply times in ns (-1: no reply).
         self._sent_ns, self._reply_ns = array("q"), array("q")
         self._used = ""
+        # The probe thread's bookkeeping: seq -> expiry (monotonic ns) of the probes awaiting a reply, in
+        # send order; seq -> connecting socket (TCP); the schedule.
+        self._pending: dict[int, int] = {}
+        self._tcp: dict[int, socket.socket] = {}
+        self._icmp_family: int | None = None
+        self._token = b""
 
     # -- public API ------------------------------------------------------------------------------------
     def start(self) -> ProbeMonitor:
         """Resolve the target, open the probe socket and start probing; raises PingNotPermitted when ICMP
         is not allowed and no TCP port was given, BadInput when the target cannot be resolved."""
-        if self._thread is not None:
+        if self._prober is not None:
             raise BadInput("this ProbeMonitor was already started; make a new one for another run")
         self._family, self._address = self._resolve()
-        self._sock: socket.socket | None = None
+        prober = prober_for(self._factory)
         if self.method in ("auto", "icmp"):
             try:
-                self._sock, self._used = self._open_icmp()
+                self._used, self._stamped = prober.icmp(self._family)
+                self._icmp_family = self._family
             except OSError as exc:
                 if self.method == "icmp" or self.tcp_port is None:
                     raise PingNotPermitted(
                         f"ICMP echo to {self.target} is not permitted for this process ({exc.strerror or exc}); "
                         f"give a TCP port the VM answers on: --ping-tcp-port PORT (parameter ping_tcp_port)"
                     ) from exc
-        if self._sock is None:
+        if self._icmp_family is None:
             self._used = "tcp"
         self._ident = int.from_bytes(os.urandom(2), "big")
-        self._token = _MAGIC + os.urandom(4)
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._step, self._wait_ns = round(self.interval * 1e9), round(self.timeout * 1e9)
         self._wall0_ns, self._mono0_ns = time.time_ns(), time.monotonic_ns()
-        self._thread = threading.Thread(target=self._run, name=f"probe-{self.target}", daemon=True)
-        self._thread.start()
+        self._t0, self._slot = time.monotonic_ns(), 0
+        self._prober = prober
+        prober.add(self)
         log.debug("probing %s (%s) every %g s by %s", self.target, self._address, self.interval, self._used)
         return self
 
@@ -189,7 +168,7 @@ class ProbeMonitor:
         """
         if self.result is not None:
             return self.result
-        if self._thread is None:
+        if self._prober is None:
             self.result = self._build_result("the monitor was never started")
             return self.result
         try:
@@ -197,12 +176,9 @@ class ProbeMonitor:
         except KeyboardInterrupt:  # Ctrl-C during the tail cuts it short; what was measured is kept
             pass
         self._stopping.set()
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-        self._thread.join(self.timeout + 2.0)
-        note = None if not self._thread.is_alive() else "the probe thread did not stop in time"
+        self._prober.wake()
+        # the probe thread listens for the last probes' replies up to their timeout, then lets go
+        note = None if self._done.wait(self.timeout + 2.0) else "the probe thread did not stop in time"
         self.result = self._build_result(note)
         return self.result
 
@@ -221,159 +197,8 @@ class ProbeMonitor:
         infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first
         return infos[0][0], infos[0][4][0]
 
-    def _open_icmp(self) -> tuple[socket.socket, str]:
-        proto = socket.IPPROTO_ICMP if self._family == socket.AF_INET else socket.IPPROTO_ICMPV6
-        try:
-            sock, kind = self._factory(self._family, socket.SOCK_RAW, proto), "icmp-raw"
-        except OSError:
-            sock, kind = self._factory(self._family, socket.SOCK_DGRAM, proto), "icmp-dgram"
-        sock.setblocking(False)
-        self._stamped = False
-        if _SO_TIMESTAMPNS is not None and _CMSG_SPACE:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-                self._stamped = True
-            except OSError:  # no kernel timestamps: the reply's time is when the thread reads it
-                pass
-        return sock, kind
-
-    # -- probe thread ----------------------------------------------------------------------------------
-    def _run(self) -> None:
-        sel = selectors.DefaultSelector()
-        tcp: dict[int, socket.socket] = {}  # seq -> connecting socket
-        pending: dict[int, int] = {}  # seq -> expiry (monotonic ns), in send order
-        try:
-            sel.register(self._wake_r, selectors.EVENT_READ, "wake")
-            if self._sock is not None:
-                sel.register(self._sock, selectors.EVENT_READ, "icmp")
-            step, wait_ns = round(self.interval * 1e9), round(self.timeout * 1e9)
-            t0, slot = time.monotonic_ns(), 0
-            while True:
-                now = time.monotonic_ns()
-                sending = not self._stopping.is_set()
-                if sending and now >= t0 + slot * step:
-                    behind = (now - t0) // step
-                    if behind > slot:  # more than a slot late (thread starved): skip, never burst
-                        self._skipped += behind - slot
-                        slot = behind
-                    self._send(len(self._sent_ns), sel, tcp, pending, wait_ns)
-                    slot += 1
-                    now = time.monotonic_ns()
-                for seq in [s for s, expiry in pending.items() if expiry <= now]:
-                    del pending[seq]
-                    self._close_tcp(seq, sel, tcp)
-                if not sending and not pending:
-                    break
-                deadlines = [next(iter(pending.values()))] if pending else []  # oldest expires first
-                if sending:
-                    deadlines.append(t0 + slot * step)
-                delay = max(0, min(deadlines) - now) / 1e9 if deadlines else 0.1
-                for key, _ in sel.select(delay):
-                    if key.data == "icmp":
-                        self._read_icmp(pending)
-                    elif key.data == "wake":
-                        self._wake_r.recv(64)
-                    else:
-                        self._tcp_done(key.data, sel, tcp, pending)
-        except Exception as exc:  # recorded, never raised into the migration
-            self._error = f"{type(exc).__name__}: {exc}"
-            log.warning("probing %s stopped: %s", self.target, self._error)
-        finally:
-            for seq in list(tcp):
-                self._close_tcp(seq, sel, tcp)
-            for sock in (self._sock, self._wake_r, self._wake_w):
-                if sock is not None:
-                    sock.close()
-            sel.close()
-
-    def _send(self, seq: int, sel: selectors.BaseSelector, tcp: dict[int, socket.socket],
-              pending: dict[int, int], wait_ns: int) -> None:
-        sent = time.monotonic_ns()
-        self._sent_ns.append(sent)
-        self._reply_ns.append(-1)
-        try:
-            if self._sock is not None:
-                packet = _echo_request(self._family, self._ident, seq, self._token + struct.pack("!Q", seq))
-                # The send time is taken right before the send: nothing between them for the thread to be
-                # preempted in (with the kernel's receive time, the round trip is the network's alone).
-                sent = self._sent_ns[seq] = time.monotonic_ns()
-                self._sock.sendto(packet, (self._address, 0))
-            else:
-                sock = self._factory(self._family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-                sock.setblocking(False)
-                # Linger 0: close with RST, so thousands of probes leave no TIME_WAIT ports behind.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                tcp[seq] = sock
-                code = sock.connect_ex((self._address, self.tcp_port))
-                if code in (0, errno.ECONNREFUSED):
-                    self._reply_ns[seq] = time.monotonic_ns()
-                    self._close_tcp(seq, sel, tcp)
-                    return
-                if code != errno.EINPROGRESS:
-                    raise OSError(code, os.strerror(code))
-                sel.register(sock, selectors.EVENT_WRITE, seq)
-            pending[seq] = sent + wait_ns
-        except OSError as exc:  # this probe is lost (no route, link down, no buffers ...); go on
-            self._close_tcp(seq, sel, tcp)
-            if exc.errno not in _TRANSIENT and exc.errno not in (errno.EMFILE, errno.ENFILE):
-                raise
-            self._send_errors += 1
-
-    def _read_icmp(self, pending: dict[int, int]) -> None:
-        reply_type = 0 if self._family == socket.AF_INET else 129
-        while True:
-            try:
-                if self._stamped:
-                    data, ancillary, _, _ = self._sock.recvmsg(2048, _CMSG_SPACE)
-                else:
-                    data, ancillary = self._sock.recv(2048), []
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # an ICMP error queued on the socket (unreachable ...)
-                if exc.errno in _TRANSIENT:
-                    continue
-                raise
-            now = time.monotonic_ns()
-            if self._used == "icmp-raw" and self._family == socket.AF_INET:
-                data = data[(data[0] & 0x0F) * 4:]  # skip the IPv4 header
-            if len(data) < 24 or data[0] != reply_type or data[8:16] != self._token:
-                continue
-            seq = struct.unpack("!Q", data[16:24])[0]
-            if seq >= len(self._reply_ns) or self._reply_ns[seq] >= 0:
-                continue  # not ours, or a duplicate
-            arrived = self._arrival(ancillary, now, self._sent_ns[seq])
-            if pending.pop(seq, None) is None:
-                self._late += 1  # after its timeout: counted apart, and still an answer
-            self._reply_ns[seq] = arrived
-
-    @staticmethod
-    def _arrival(ancillary: list, now: int, sent: int) -> int:
-        """The reply's arrival on the monotonic clock: the kernel's receive timestamp (wall clock) moved
-        to the monotonic clock, kept between the send and now; ``now`` without a timestamp."""
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(payload) >= 16:
-                secs, nanos = struct.unpack("qq", payload[:16])
-                stamp = secs * 1_000_000_000 + nanos - (time.time_ns() - time.monotonic_ns())
-                return min(now, max(sent, stamp))
-        return now
-
-    def _tcp_done(self, seq: int, sel: selectors.BaseSelector, tcp: dict[int, socket.socket],
-                  pending: dict[int, int]) -> None:
-        now = time.monotonic_ns()
-        code = tcp[seq].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if pending.pop(seq, None) is not None and code in (0, errno.ECONNREFUSED):
-            self._reply_ns[seq] = now  # connected, or refused by an RST: either way the host answered
-        self._close_tcp(seq, sel, tcp)
-
-    @staticmethod
-    def _close_tcp(seq: int, sel: selectors.BaseSelector, tcp: dict[int, socket.socket]) -> None:
-        sock = tcp.pop(seq, None)
-        if sock is not None:
-            try:
-                sel.unregister(sock)
-            except (KeyError, ValueError):
-                pass
-            sock.close()
+    # The kernel's receive time of a reply on the monotonic clock (kept here for callers and tests).
+    _arrival = staticmethod(arrival)
 
     # -- result ----------------------------------------------------------------------------------------
     def _build_result(self, note: str | None) -> ProbeResult:

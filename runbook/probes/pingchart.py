@@ -27,6 +27,7 @@ readers of the record):
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -103,6 +104,7 @@ class ProbeResult:
         self.interval, self.timeout, self.late_after = interval, timeout, late_after
         self.timeline, self.marks, self.error = timeline, marks, error
         self.late_replies, self.send_errors, self.skipped_slots = late_replies, send_errors, skipped_slots
+        self._summaries: dict[tuple, dict] = {}  # summary() by its inputs: a move's record asks several times
 
     def __repr__(self) -> str:
         return f"<ProbeResult {self.method} {self.target}: {self.describe()}>"
@@ -123,17 +125,18 @@ class ProbeResult:
         ``BASELINE_MIN`` of them), else of all replies; None without replies."""
         task_start, task_end, _ = self._task_times(task_start, task_end, None)
         tl = self.timeline
-        rtt = tl["rtt_ms"]
+        rtt = tl["rtt_ms"].to_numpy(dtype=float)
+        answered = ~np.isnan(rtt)
         if task_start is not None or task_end is not None:
-            outside = pd.Series(False, index=tl.index)
+            sent = _ns(tl["sent"])
+            outside = np.zeros(len(rtt), dtype=bool)
             if task_start is not None:
-                outside |= tl["sent"] < task_start
+                outside |= sent < pd.Timestamp(task_start).as_unit("ns").value
             if task_end is not None:
-                outside |= tl["sent"] > task_end
-            if rtt[outside].notna().sum() >= BASELINE_MIN:
-                rtt = rtt[outside]
-        rtt = rtt.dropna()
-        return float(rtt.median()) if len(rtt) else None
+                outside |= sent > pd.Timestamp(task_end).as_unit("ns").value
+            if int((outside & answered).sum()) >= BASELINE_MIN:
+                answered &= outside
+        return float(np.median(rtt[answered])) if answered.any() else None
 
     def late_after_s(self, task_start: Any = None, task_end: Any = None) -> float:
         """Seconds after its send a reply is late: ``late_after`` if given, else the module's rule."""
@@ -217,9 +220,18 @@ class ProbeResult:
     def summary(self, task_start: Any = None, task_end: Any = None, switchover: Any = None) -> dict:
         """Counts, outages and round trips as a JSON-serialisable dict (no NaN: missing values are None).
 
-        Task times default to the marks named ``task_start``, ``task_end`` and ``switchover``.
+        Task times default to the marks named ``task_start``, ``task_end`` and ``switchover``. Made once
+        per set of inputs (a move's record, figures and sentence all ask for it); each call gets its own copy.
         """
         task_start, task_end, switchover = self._task_times(task_start, task_end, switchover)
+        key = (task_start, task_end, switchover, self.late_after, self.error, id(self.timeline),
+               len(self.timeline), tuple(self.marks))
+        cache = self.__dict__.setdefault("_summaries", {})
+        if key not in cache:
+            cache[key] = self._summary(task_start, task_end, switchover)
+        return copy.deepcopy(cache[key])
+
+    def _summary(self, task_start: Any, task_end: Any, switchover: Any) -> dict:
         outages = self.outages(task_start, task_end, switchover)
         tl = self.probes(task_start, task_end)
         sent, lost, late = len(tl), int(tl["lost"].sum()), int(tl["late"].sum())

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import running_lab
-from test_browser import screenshot_on_failure
+from test_browser import check_then_migrate, screenshot_on_failure
 
 REPO = Path(__file__).resolve().parent.parent
 RUNBOOK = str(Path(sys.executable).with_name("runbook"))
@@ -246,12 +246,7 @@ def test_one_move_through_the_app(app, page) -> None:
     page.locator(".rb-vm-details", has_text="web-01").wait_for()
     page.locator(".rb-kind button", has_text="Change host").click()
     page.locator(".rb-host select").select_option(value=_option(page, ".rb-host", "esx-03.lab.local"))
-    page.locator("button.rb-check:not([disabled])").click()
-    page.locator(".rb-checks").get_by_text("checks passed").wait_for()
-    page.locator("button.rb-migrate:not([disabled])").click()
-    outcome = page.locator(".rb-result .rb-outcome")
-    outcome.wait_for()
-    page.locator(".rb-state", has_text="SUCCEEDED").wait_for()
+    outcome = check_then_migrate(page)
     assert "SUCCEEDED" in outcome.inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app-move.png"), full_page=True)

@@ -195,6 +195,17 @@ def _option(page, css: str, starts: str) -> str:
     return option.get_attribute("value")
 
 
+def check_then_migrate(page):
+    """Check, wait for the checks to pass, Migrate, wait for SUCCEEDED: the outcome's locator."""
+    page.locator("button.rb-check:not([disabled])").click()
+    page.locator(".rb-checks").get_by_text("checks passed").wait_for()
+    page.locator("button.rb-migrate:not([disabled])").click()
+    outcome = page.locator(".rb-result .rb-outcome")
+    outcome.wait_for()
+    page.locator(".rb-state", has_text="SUCCEEDED").wait_for()
+    return outcome
+
+
 def test_choose_check_and_migrate_in_jupyterlab(jupyterlab, page) -> None:
     from playwright.sync_api import expect
 
@@ -224,13 +235,7 @@ def test_choose_check_and_migrate_in_jupyterlab(jupyterlab, page) -> None:
     page.locator(".rb-datastore select").select_option(value=_option(page, ".rb-datastore", "nfs-02"))
     page.locator(".rb-disk-format select").select_option(value="Thin provision")
 
-    page.locator("button.rb-check:not([disabled])").click()
-    page.locator(".rb-checks").get_by_text("checks passed").wait_for()
-    page.locator("button.rb-migrate:not([disabled])").click()
-
-    outcome = page.locator(".rb-result .rb-outcome")
-    outcome.wait_for()
-    page.locator(".rb-state", has_text="SUCCEEDED").wait_for()
+    outcome = check_then_migrate(page)
     page.locator(".rb-result", has_text="Change record").wait_for()
     outcome.scroll_into_view_if_needed()
     ARTIFACTS.mkdir(exist_ok=True)

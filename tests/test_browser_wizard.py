@@ -16,7 +16,8 @@ import urllib.parse
 import pytest
 
 from conftest import running_lab
-from test_browser import ARTIFACTS, CHROMIUM, LONG, REPO, _option, launch_page, open_and_run_all, start_jupyterlab
+from test_browser import (ARTIFACTS, CHROMIUM, LONG, REPO, _option, check_then_migrate, launch_page, open_and_run_all,
+                          start_jupyterlab)
 
 pytestmark = pytest.mark.browser
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -82,14 +83,6 @@ def _choose_vm(page, name: str, kind: str) -> None:
     page.locator(".rb-kind button", has_text=kind).click()
 
 
-def _check_then_migrate(page) -> None:
-    page.locator("button.rb-check:not([disabled])").click()
-    page.locator(".rb-checks").get_by_text("checks passed").wait_for()
-    page.locator("button.rb-migrate:not([disabled])").click()
-    page.locator(".rb-state", has_text="SUCCEEDED").wait_for()
-    page.locator(".rb-result .rb-outcome").wait_for()
-
-
 def test_run_all_ends_quietly_and_a_datastore_failing_its_checks_is_refused(page, lab) -> None:
     from playwright.sync_api import expect
 
@@ -126,7 +119,7 @@ def test_a_move_that_needs_a_network_mapping(page, lab, jupyterlab) -> None:
     expect(network).to_contain_text("Network adapter 1")
     expect(page.locator("button.rb-check")).to_be_disabled()  # not before the mapping
     network.locator("select").select_option(value="VM Network")
-    _check_then_migrate(page)
+    check_then_migrate(page)
     page.locator(".rb-wizard").screenshot(path=str(ARTIFACTS / "wizard-network-mapping.png"))
     now = _vm_placement(lab, "dmz-01")
     assert now["host"] == "esx-03.lab.local"
@@ -171,7 +164,7 @@ def test_a_per_disk_placement(page, lab) -> None:
     row.locator(".rb-disk-datastore select").select_option(value=_option(row, ".rb-disk-datastore", "local-esx-01"))
     row.locator(".rb-disk-format-pick select:not([disabled])").select_option(value="Thin provision")
     page.locator(".rb-hint", has_text="Hard disk 2").wait_for()
-    _check_then_migrate(page)
+    check_then_migrate(page)
     page.locator(".rb-wizard").screenshot(path=str(ARTIFACTS / "wizard-per-disk.png"))
     after = {d["label"]: d for d in _vm_placement(lab, "app-01")["disks"]}
     assert (after["Hard disk 2"]["datastore"], after["Hard disk 2"]["format"]) == ("local-esx-01", "thin"), after

@@ -220,9 +220,11 @@ def _run(request: Request, args: argparse.Namespace) -> int:
     from runbook.engine.context import RunContext
     from runbook.engine.events import RunFinished, printer
     from runbook.engine.preflight import preflight
+    from runbook.vsphere import scope  # noqa: F401  (the look-up's own imports, before the thread competes)
 
     # The pipeline's imports (papermill, nbconvert: about a second) load while this process logs in and looks
-    # the request's names up; an unknown name is refused here, before any kernel starts.
+    # the request's names up (mostly waiting for the vCenter); an unknown name is refused here, before any
+    # kernel starts.
     loading = threading.Thread(target=_import_pipeline, name="runbook-imports", daemon=True)
     loading.start()
     preflight(request)

@@ -21,26 +21,25 @@ inventory (``read_inventory``) is for the inventory runbook.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pyVmomi import vim, vmodl
 
-from runbook.errors import Ambiguous, BadInput
-from runbook.vsphere import inventory as inv_mod
-from runbook.vsphere.find import find_row, vcenter_name
+from runbook.errors import Ambiguous, BadInput, NotFound
+from runbook.vsphere.find import display_name, vcenter_name
 from runbook.vsphere.properties import Records, container_view, retrieve_objects, retrieve_view
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from runbook.vsphere import inventory as inv_mod
 
 #: Read by name in one request per datacenter: none of them grows with the number of VMs.
 _NAMED = (vim.HostSystem, vim.Datastore, vim.ComputeResource, vim.Network, vim.Folder, vim.VirtualApp)
-_PATHS: dict[type, list[str]] = {
-    vim.VirtualMachine: inv_mod.VM_PATHS, vim.HostSystem: inv_mod.HOST_PATHS, vim.Datastore: inv_mod.DATASTORE_PATHS,
-    vim.ClusterComputeResource: inv_mod.CLUSTER_PATHS, vim.ComputeResource: ["name", "host"],
-    vim.Network: inv_mod.NETWORK_PATHS, vim.ResourcePool: inv_mod.POOL_PATHS,
-}
 _VM_MOID = re.compile(r"vm-\d+")
 #: Above this many VM folders and vApps, one names read costs less than a FindChild in each.
 MAX_VM_CONTAINERS = 48
@@ -56,17 +55,48 @@ class Names:
     dc_of: dict[str, str]
 
     def table(self, type_name: str) -> pd.DataFrame:
+        import pandas as pd
+
         rows = [{"name": r.get("name"), "moid": m} for m, r in self.records.items() if r["_type"] == type_name]
         return pd.DataFrame(rows, columns=["name", "moid"])
 
     def find(self, type_name: str, key: str, kind: str) -> str:
-        """The moid of the object of ``type_name`` named (or with moid) ``key``; NotFound / Ambiguous otherwise."""
-        return str(find_row(self.table(type_name), key, kind)["moid"])
+        """The moid of the object of ``type_name`` named (or with moid) ``key``; NotFound / Ambiguous otherwise
+        (as :func:`~runbook.vsphere.find.find_row` over :meth:`table`, without building the table)."""
+        return match_name({m: str(r.get("name")) for m, r in self.records.items() if r["_type"] == type_name},
+                          key, kind)
 
     def vm_containers(self) -> list[tuple[str, Any]]:
         """(moid, reference) of the folders that hold VMs and of the vApps: where a VM has its name."""
         return [(m, r["_ref"]) for m, r in self.records.items()
                 if r["_type"] == "VirtualApp" or (r["_type"] == "Folder" and "VirtualMachine" in (r.get("childType") or ()))]
+
+
+def match_name(names: dict[str, str], key: str, kind: str) -> str:
+    """The moid among ``names`` (moid: name as vCenter returns it) that is ``key`` or is named ``key`` (either
+    form, see :mod:`runbook.vsphere.find`); BadInput when empty, Ambiguous (the moids) or NotFound (the closest
+    names) otherwise: the messages of :func:`~runbook.vsphere.find.find_row`, without pandas."""
+    if key is None or not str(key).strip():
+        raise BadInput(f"the {kind} name is empty; give a {kind} name or moid")
+    key = str(key).strip()
+    if key in names:
+        return key
+    hits = [m for m, n in names.items() if n == key]
+    if not hits:
+        wanted = display_name(vcenter_name(key))
+        hits = [m for m, n in names.items() if display_name(n) == wanted]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise Ambiguous(kind, key, hits)
+    raise NotFound(kind, key, closest(key, names.values()))
+
+
+def closest(key: str, names: Iterable[str], n: int = 3) -> list[str]:
+    """Up to ``n`` names like ``key`` (difflib's ratio at least 0.6), else those equal to it but for case."""
+    unique = list(dict.fromkeys(names))
+    close = difflib.get_close_matches(key, unique, n=n, cutoff=0.6)
+    return close or [name for name in unique if name.lower() == key.lower()][:n]
 
 
 class _WithNames(dict):
@@ -157,9 +187,19 @@ def find(si: vim.ServiceInstance, *, vm: str = "", hosts: Iterable[str] = (), da
             "names": names}
 
 
+def _paths(inv_mod: Any) -> dict[type, list[str]]:
+    return {vim.VirtualMachine: inv_mod.VM_PATHS, vim.HostSystem: inv_mod.HOST_PATHS,
+            vim.Datastore: inv_mod.DATASTORE_PATHS, vim.ClusterComputeResource: inv_mod.CLUSTER_PATHS,
+            vim.ComputeResource: ["name", "host"], vim.Network: inv_mod.NETWORK_PATHS,
+            vim.ResourcePool: inv_mod.POOL_PATHS}
+
+
 def read_for_move(si: vim.ServiceInstance, *, vm: str, hosts: Sequence[str] = (), datastores: Sequence[str] = ()
                   ) -> inv_mod.Inventory:
     """The inventory rows one move needs (see the module's docstring); the same columns as ``read_inventory``."""
+    from runbook.vsphere import inventory as inv_mod  # pandas: a move needs it, a refusal does not
+
+    _PATHS = _paths(inv_mod)
     content = si.RetrieveContent()
     stub = si._stub
     found = find(si, vm=vm, hosts=hosts, datastores=datastores)

@@ -205,8 +205,10 @@ class _Wave:
                     recorder.set(wave={**recorder.data["wave"], "canary": canary.row.vm})
                     self.emit(Notice("info", f"canary: {canary.row.vm} moves first, alone"))
                 # once the canary's task is submitted, the next moves prepare (while it runs) and wait at the
-                # gate: as many as can run at once, so that a slot that frees is taken at once
-                live = sum(1 for c in self.children.values() if c.vm_pending)
+                # gate: as many as can run at once, so that a slot that frees is taken at once. A move whose
+                # task has ended (probing its tail, verifying, writing its record) no longer counts: it
+                # holds no slot, and the move that takes its slot must already be prepared.
+                live = sum(1 for c in self.children.values() if c.vm_pending and (c.admitted is None or c.holding))
                 while canary is not None and canary.admitted is not None and pending and live < len(holding) + ahead:
                     self._start(pending.pop(0))
                     live += 1

@@ -89,19 +89,29 @@ def figures(words: str, moves: Sequence[dict[str, Any]], wall_s: float | None) -
 def timeline_chart(moves: Sequence[dict[str, Any]], rows: dict[str, Move], limits: Limits, path: Path) -> Path | None:
     """A Gantt of the moves (one bar per VM, its vCenter task) beside each VM's longest outage, above the
     moves at once per host against its vMotion limit; written as PNG to ``path``. None when no task ran."""
+    fig = timeline_figure(moves, rows, limits)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def timeline_figure(moves: Sequence[dict[str, Any]], rows: dict[str, Move], limits: Limits) -> Any:
+    """The figure of :func:`timeline_chart` (a matplotlib Figure, no pyplot), or None when no task ran.
+
+    The outage panel draws a bar per VM on an axis from 0 ms when some VM had an outage; when none had,
+    it says so in words (every probed VM answered in time, or no VM was probed) instead of an axis of zeros."""
     spans = [(m, _when(m.get("started")) or _when(m.get("queued")), _when(m.get("completed"))) for m in moves]
     spans = [(m, s, e) for m, s, e in spans if s and e]
     if not spans:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     colours = {"moved": "#2e7d32", "failed": "#c62828", "cancelled": "#ef6c00", "unknown": "#6a1b9a"}
     t0 = min(s for _, s, _ in spans)
     height = min(2 + 0.18 * len(spans), 14)
-    fig = plt.figure(figsize=(11, height + 2.5))
+    fig = Figure(figsize=(11, height + 2.5))
     grid = fig.add_gridspec(2, 2, width_ratios=[4, 1], height_ratios=[height, 2.5])
     gantt = fig.add_subplot(grid[0, 0])
     outage = fig.add_subplot(grid[0, 1], sharey=gantt)
@@ -112,9 +122,7 @@ def timeline_chart(moves: Sequence[dict[str, Any]], rows: dict[str, Move], limit
     gantt.set_yticks(range(len(spans)), [m["vm"] for m, _, _ in spans], fontsize=7)
     gantt.invert_yaxis()
     gantt.set_title("Moves of the wave (vCenter task start to end)")
-    outage.barh(range(len(spans)), [m.get("outage_ms") or 0 for m, _, _ in spans], height=0.7, color="#1565c0")
-    outage.set_title("Longest outage (ms)")
-    outage.tick_params(axis="y", labelleft=False)
+    _outage_panel(outage, [m.get("outage_ms") for m, _, _ in spans], MaxNLocator)
     points = sorted({(s - t0).total_seconds() for _, s, _ in spans} | {(e - t0).total_seconds() for _, _, e in spans})
     hosts = sorted({h for m, _, _ in spans if m["vm"] in rows for h in rows[m["vm"]].hosts})
     for host in hosts:
@@ -128,6 +136,25 @@ def timeline_chart(moves: Sequence[dict[str, Any]], rows: dict[str, Move], limit
     load.set_xlabel("seconds since the first task started")
     load.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def _outage_panel(ax: Any, outages: list[Any], locator: Any) -> None:
+    """Each VM's longest outage (ms) as a bar from 0; with no outage at all, a sentence saying why."""
+    measured = [o for o in outages if isinstance(o, (int, float))]
+    top = max(measured, default=0)
+    ax.tick_params(axis="y", labelleft=False)
+    if top > 0:
+        ax.barh(range(len(outages)), [o if isinstance(o, (int, float)) else 0 for o in outages], height=0.7,
+                color="#1565c0")
+        ax.set_xlim(0, top * 1.15)
+        ax.xaxis.set_major_locator(locator(nbins=3, integer=True))
+        ax.set_title("Longest outage (ms)")
+        return
+    ax.set_title("Longest outage")
+    ax.set_xticks([])
+    count = f"all {len(measured)} probed VMs" if len(measured) != 1 else "the probed VM"
+    words = (f"no outage:\n{count}\nanswered every probe\nin time" if measured
+             else "no outage measured:\nno VM was probed")
+    ax.text(0.5, 0.5, words, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="#2e7d32"
+            if measured else "#555555")

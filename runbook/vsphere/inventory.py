@@ -14,12 +14,12 @@ from typing import Any
 import pandas as pd
 from pyVmomi import vim
 
-from runbook.vsphere import devices
+from runbook.vsphere import devices, rows
 from runbook.vsphere.devices import datastore_of_path
 from runbook.errors import NotFound
 from runbook.vsphere.find import find_row
 from runbook.vsphere.fastsoap import no_gc
-from runbook.vsphere.soapdata import OBJECTS, Raw
+from runbook.vsphere.soapdata import OBJECTS, Raw, moids
 from runbook.vsphere.properties import Records, container_view, name_in, namer, retrieve_objects, retrieve_view
 
 VM_PATHS = [
@@ -44,9 +44,14 @@ TASK_PATHS = ["info.state", "info.entity", "info.descriptionId", "info.key"]
 _VM_NAME_PATHS = {vim.HostSystem: ["name", "parent"], vim.ClusterComputeResource: ["name"],
                   vim.Datastore: ["name"], vim.Network: ["name"], vim.ResourcePool: ["name"]}
 
-#: Left as XML by the fast reader: the VM table reads only a few fields of each device (see devices) and
-#: only the addresses of each guest NIC.
-_RAW_PATHS = ("config.hardware.device", "guest.net")
+#: Left as XML by the fast reader: the VM table reads only a few fields of each device (see devices), only
+#: the addresses of each guest NIC, and the moids of the datastores and networks of each VM.
+_RAW_PATHS = ("config.hardware.device", "guest.net", "datastore", "network")
+#: The same for the whole inventory: also the datastores' mount lists (2,500 hosts each at vCenter's
+#: maximum), the hosts' adapters, NIC services and CPU packages, the clusters' configuration, the hosts
+#: of clusters and networks (see runbook.vsphere.rows: the tables read a few fields of each).
+_RAW_ALL = _RAW_PATHS + ("host", "summary", "configurationEx", "config.network.vnic",
+                         "config.virtualNicManagerInfo.netConfig", "hardware.cpuPkg")
 #: Asked for in a second request at the same time as the rest (70% of the VM reply's bytes).
 _ALONGSIDE = {vim.VirtualMachine: ["config.hardware.device"]}
 #: Objects per page (``maxObjects``): the server builds a page while the client parses the one before,
@@ -102,7 +107,7 @@ def read_inventory(si: vim.ServiceInstance, *, datacenter: str | None = None,
              vim.ClusterComputeResource: CLUSTER_PATHS, vim.Network: NETWORK_PATHS,
              vim.ResourcePool: POOL_PATHS}
     with no_gc():
-        records, dc_of = _read(si, datacenter, types)
+        records, dc_of = _read(si, datacenter, types, _RAW_ALL)
         tasks = _active_tasks(si, content)
         inv = _build(records, dc_of, tasks)
         del records  # freed while the collector is paused: it would otherwise traverse them all once
@@ -116,7 +121,7 @@ def read_vm_table(si: vim.ServiceInstance, *, datacenter: str | None = None) -> 
     """Only the VM table (the same frame as ``read_inventory(si).vms``), reading only what it needs."""
     content = si.RetrieveContent()
     with no_gc():
-        records, dc_of = _read(si, datacenter, {vim.VirtualMachine: VM_PATHS, **_VM_NAME_PATHS})
+        records, dc_of = _read(si, datacenter, {vim.VirtualMachine: VM_PATHS, **_VM_NAME_PATHS}, _RAW_PATHS)
         tasks = _active_tasks(si, content)
         vms = _vm_table(records, dc_of, tasks)[1]
         del records  # freed while the collector is paused (see read_inventory)
@@ -124,7 +129,7 @@ def read_vm_table(si: vim.ServiceInstance, *, datacenter: str | None = None) -> 
 
 
 def _read(si: vim.ServiceInstance, datacenter: str | None,
-          types: dict[type, list[str]]) -> tuple[Records, dict[str, str]]:
+          types: dict[type, list[str]], raw: tuple[str, ...]) -> tuple[Records, dict[str, str]]:
     """Records of ``types`` in every datacenter (or the one named), and the datacenter of each object."""
     with container_view(si, None, [vim.Datacenter]) as view:
         dcs = retrieve_view(si, view, {vim.Datacenter: ["name"]})
@@ -137,7 +142,7 @@ def _read(si: vim.ServiceInstance, datacenter: str | None,
     for dc_moid, dc in dcs.items():
         with container_view(si, dc["_ref"], list(types)) as view:
             found = retrieve_view(si, view, types, fast=True, keep_devices=devices.CLASSES,
-                                  raw=_RAW_PATHS, alongside=_ALONGSIDE, max_objects=PAGE_OBJECTS)
+                                  raw=raw, alongside=_ALONGSIDE, max_objects=PAGE_OBJECTS)
         for moid in found:
             dc_of[moid] = dc["name"]
         records.update(found)
@@ -202,7 +207,7 @@ def _vm_table(records: Records, dc_of: dict[str, str],
             "resource_pool": _name(records, r.get("resourcePool")),
             "resource_pool_moid": _moid(r.get("resourcePool")),
             "home_datastore": datastore_of_path(vm_path), "vm_path": vm_path,
-            "datastores": sorted({_name(records, d) for d in r.get("datastore") or ()}
+            "datastores": sorted({name_of(d) for d in moids(r.get("datastore"))}
                                  | {d["datastore"] for d in disks if d["datastore"]}
                                  | {c["datastore"] for c in cdroms if c["datastore"]}
                                  | ({datastore_of_path(vm_path)} if vm_path else set())),
@@ -210,7 +215,7 @@ def _vm_table(records: Records, dc_of: dict[str, str],
             "guest_os": r.get("config.guestFullName"), "vcpus": r.get("config.hardware.numCPU"),
             "memory_mb": r.get("config.hardware.memoryMB"),
             "provisioned_bytes": committed + uncommitted, "committed_bytes": committed,
-            "networks": sorted({_name(records, n) for n in r.get("network") or ()}),
+            "networks": sorted({name_of(n) for n in moids(r.get("network"))}),
             "nics": nics, "disk_count": len(disks), "disks": disks,
             "disk_formats": sorted({d["format"] for d in disks}), "cdroms": cdroms,
             "tools_status": r.get("guest.toolsRunningStatus"), "active_task": task_of_vm.get(moid),
@@ -250,108 +255,19 @@ def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]])
             for ds in row["datastores"]:
                 moving_ds[ds] += 1
 
-    host_rows, vmk_rows = [], []
-    for moid, r in hosts_r.items():
-        services = defaultdict(set)
-        for cfg in r.get("config.virtualNicManagerInfo.netConfig") or ():
-            selected = set(cfg.selectedVnic or ())
-            for cand in cfg.candidateVnic or ():
-                if cand.key in selected or f"{cfg.nicType}.{cand.key}" in selected:
-                    services[cand.device].add(cfg.nicType)
-        legacy = r.get("config.vmotion.netConfig.selectedVnic")
-        vnics = list(r.get("config.network.vnic") or ())
-        for vnic in vnics:
-            if legacy and legacy in (vnic.key, vnic.device):
-                services[vnic.device].add("vmotion")
-        name = r.get("name")
-        vmotion_vmks, vmotion_ips = [], []
-        for vnic in vnics:
-            ip = vnic.spec.ip.ipAddress if vnic.spec and vnic.spec.ip else None
-            svc = sorted(services.get(vnic.device, ()))
-            vmk_rows.append({"host": name, "host_moid": moid, "device": vnic.device,
-                             "port_group": vnic.portgroup, "ip": ip, "services": svc,
-                             "vmotion": "vmotion" in svc})
-            if "vmotion" in svc:
-                vmotion_vmks.append(vnic.device)
-                if ip:
-                    vmotion_ips.append(ip)
-        cpu = r.get("hardware.cpuPkg") or []
-        vendor = (cpu[0].vendor if cpu else None) or None
-        cl = cluster_of_host.get(moid)
-        host_rows.append({
-            "name": name, "moid": moid, "datacenter": dc_of.get(moid), "cluster": cl,
-            "compute_resource_moid": _moid(r.get("parent")),
-            "connection_state": str(r.get("runtime.connectionState")),
-            "power_state": str(r.get("runtime.powerState")),
-            "maintenance": bool(r.get("runtime.inMaintenanceMode")),
-            "cpu_vendor": vendor.lower() if vendor else None, "cpu_model": r.get("summary.hardware.cpuModel"),
-            "evc_mode": r.get("summary.currentEVCModeKey") or None,
-            "max_evc_mode": r.get("summary.maxEVCModeKey") or None,
-            "vmotion_vmks": vmotion_vmks, "vmotion_ips": vmotion_ips,
-            "vmotion_enabled": bool(vmotion_vmks),
-            "datastores": sorted(_name(records, d) for d in r.get("datastore") or ()),
-            "port_groups": sorted(_name(records, n) for n in r.get("network") or ()),
-            "vm_count": vm_count.get(moid, 0), "running_migrations": moving_hosts.get(name, 0),
-        })
+    name_of = namer(records)
+    host_rows, vmk_rows = rows.host_rows(hosts_r, name_of, dc_of, cluster_of_host, vm_count, moving_hosts)
     hosts = _frame(host_rows, HOST_COLUMNS)
-
-    ds_rows = []
-    for moid, r in ds_r.items():
-        s = r.get("summary")
-        mounts = r.get("host") or ()
-        mounted = [m for m in mounts if not m.mountInfo or m.mountInfo.mounted is not False]
-        names = sorted(_name(records, m.key) for m in mounted)
-        ro = sorted(_name(records, m.key) for m in mounted
-                    if m.mountInfo and m.mountInfo.accessMode == "readOnly")
-        capacity, free = int(s.capacity or 0), int(s.freeSpace or 0)
-        ds_rows.append({
-            "name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid), "type": s.type,
-            "capacity_bytes": capacity, "free_bytes": free,
-            "provisioned_bytes": capacity - free + int(s.uncommitted or 0),
-            "hosts": names, "host_count": len(names), "accessible": bool(s.accessible),
-            "read_only_hosts": ro, "maintenance_mode": s.maintenanceMode or "normal",
-            "running_migrations": moving_ds.get(r.get("name"), 0),
-        })
-    datastores = _frame(ds_rows, DATASTORE_COLUMNS)
-
-    pool_rows = []
-    root_pool = {}
-    for moid, r in pools_r.items():
-        owner = _moid(r.get("owner"))
-        parent = _moid(r.get("parent"))
-        is_root = parent not in pools_r
-        if is_root and owner:
-            root_pool[owner] = moid
-        pool_rows.append({"name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid),
-                          "cluster": _name(records, r.get("owner")) if owner in clusters_r else None,
-                          "owner_moid": owner, "root": is_root})
+    datastores = _frame(rows.datastore_rows(ds_r, name_of, dc_of, moving_ds), DATASTORE_COLUMNS)
+    pool_rows, root_pool = rows.pool_rows(pools_r, clusters_r, name_of, dc_of)
     pools = _frame(pool_rows, POOL_COLUMNS)
-
     vm_per_cluster = vms.groupby("cluster").size().to_dict() if len(vms) else {}
-    cl_rows = []
-    for moid, r in clusters_r.items():
-        cfg = r.get("configurationEx")
-        hosts_in = sorted(_name(records, h) for h in r.get("host") or ())
-        cl_rows.append({
-            "name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid), "hosts": hosts_in,
-            "host_count": len(hosts_in), "evc_mode": r.get("summary.currentEVCModeKey") or None,
-            "drs_enabled": bool(getattr(getattr(cfg, "drsConfig", None), "enabled", False)),
-            "ha_enabled": bool(getattr(getattr(cfg, "dasConfig", None), "enabled", False)),
-            "vm_count": int(vm_per_cluster.get(r.get("name"), 0)), "root_pool_moid": root_pool.get(moid),
-        })
-    clusters = _frame(cl_rows, CLUSTER_COLUMNS)
-
+    clusters = _frame(rows.cluster_rows(clusters_r, name_of, dc_of, vm_per_cluster, root_pool), CLUSTER_COLUMNS)
     vms_per_net = defaultdict(int)
     for row in vm_rows:
         for n in row["networks"]:
             vms_per_net[n] += 1
-    net_rows = []
-    for moid, r in nets_r.items():
-        on = sorted(_name(records, h) for h in r.get("host") or ())
-        net_rows.append({"name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid),
-                         "type": r["_type"], "hosts": on, "host_count": len(on),
-                         "vm_count": vms_per_net.get(r.get("name"), 0)})
-    networks = _frame(net_rows, NETWORK_COLUMNS)
+    networks = _frame(rows.network_rows(nets_r, name_of, dc_of, vms_per_net), NETWORK_COLUMNS)
     vmkernel = _frame(vmk_rows, VMK_COLUMNS)
     return Inventory(vms=vms, hosts=hosts, datastores=datastores, clusters=clusters,
                      networks=networks, vmkernel=vmkernel, pools=pools)

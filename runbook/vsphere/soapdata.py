@@ -300,9 +300,19 @@ class Objects:
         return bool(getattr(node, name, None))
 
     @staticmethod
+    def maybe(node: Any, name: str) -> bool | None:
+        """A boolean property, None when it is unset."""
+        return getattr(node, name, None)
+
+    @staticmethod
     def texts(node: Any, name: str) -> list[str]:
         """The strings of an array-of-strings property."""
         return list(getattr(node, name, None) or ())
+
+    @staticmethod
+    def items(node: Any, name: str) -> Any:
+        """The items (data objects) of an array property."""
+        return getattr(node, name, None) or ()
 
     @staticmethod
     def moid(node: Any, name: str) -> str | None:
@@ -345,11 +355,31 @@ class Elements:
         text = None if node is None else node.findtext(self._tags[name])
         return bool(text) and _to_bool(text)
 
+    def maybe(self, node: ET.Element | None, name: str) -> bool | None:
+        text = None if node is None else node.findtext(self._tags[name])
+        return None if text is None else _to_bool(text)
+
     def texts(self, node: ET.Element | None, name: str) -> list[str]:
         return [] if node is None else [e.text or "" for e in node.iterfind(self._tags[name])]
 
+    def items(self, node: ET.Element | None, name: str) -> Any:
+        return () if node is None else node.iterfind(self._tags[name])
+
     def moid(self, node: ET.Element | None, name: str) -> str | None:
         return None if node is None else node.findtext(self._tags[name])
+
+
+def access(value: Any) -> tuple[Objects | Elements, Any]:
+    """(how to read it, the node) of a record value: :class:`Raw` XML or objects (pyvmomi's or :class:`Data`).
+    The node of a Raw array is its ``<val>`` element: iterate it for the items."""
+    return (value.access, value.elem) if isinstance(value, Raw) else (OBJECTS, value)
+
+
+def moids(value: Any) -> list[str]:
+    """The moids of an array of managed-object references, left :class:`Raw` or read as pyvmomi objects."""
+    if isinstance(value, Raw):
+        return [e.text or "" for e in value.elem]
+    return [ref._moId for ref in value or ()]
 
 
 class _Tags(dict):

@@ -6,6 +6,7 @@ that it covers no label.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -92,3 +93,25 @@ def datastore_capacity(datastores: pd.DataFrame) -> Figure:
     # Outside the axes, below them: a legend there covers no bar and no label.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     return fig
+
+
+#: The inventory's charts, by the table each is drawn from; a run keeps each beside its record as ``<table>.png``.
+INVENTORY = {"hosts": vms_per_host, "datastores": datastore_capacity}
+
+
+class Png(bytes):
+    """PNG bytes that a notebook shows as the image (no figure left open for the inline backend to draw again)."""
+
+    def _repr_png_(self) -> bytes:
+        return bytes(self)
+
+
+def kept(table: str, df: pd.DataFrame, run_dir: Path | None = None) -> Png:
+    """The inventory chart of ``table`` (a key of :data:`INVENTORY`) drawn once: written to
+    ``run_dir/<table>.png``, where the report takes it instead of drawing it again, and returned to show."""
+    data = Png(png(INVENTORY[table](df)))
+    if run_dir is not None:
+        from runbook.records.record import write_atomic
+
+        write_atomic(Path(run_dir) / f"{table}.png", bytes(data))
+    return data

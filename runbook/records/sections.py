@@ -109,9 +109,8 @@ def ping_section(ping: dict[str, Any] | None, png: bytes | None) -> Section:
 
 
 def inventory_sections(data: dict[str, Any], run_dir: Path) -> list[Section]:
-    """The counts, then each table the run saved (``<name>.csv``) with the charts drawn from them."""
-    from runbook.records import charts
-
+    """The counts, then each table the run saved (``<name>.csv``) with the charts drawn from them (saved by the
+    run as ``<name>.png``, else drawn here)."""
     counts = data.get("inventory") or {}
     sections = [Section("What the vCenter holds").add(
         table({k: v for k, v in counts.items() if isinstance(v, int)}) if counts else None,
@@ -121,26 +120,37 @@ def inventory_sections(data: dict[str, Any], run_dir: Path) -> list[Section]:
         path = run_dir / f"{name}.csv"
         if not path.is_file():
             continue
-        df = _read_table(path)
-        s = Section(title).add(csv_table(df, name, data))
-        chart = {"hosts": charts.vms_per_host, "datastores": charts.datastore_capacity}.get(name)
-        if chart is not None and len(df):
+        drawn = run_dir / f"{name}.png"  # the run drew it (charts.kept): shown as it is, not drawn again
+        total = counts.get(name)
+        whole = not isinstance(total, int) or (name in CHART_TABLES and not drawn.is_file())
+        df = _read_table(path, None if whole else ROWS_SHOWN)  # 45,000 VMs: the rows shown, not all of them
+        s = Section(title).add(csv_table(df, name, data, total=None if whole else total))
+        if name in CHART_TABLES and drawn.is_file():
+            s.add(image(drawn.read_bytes(), f"Chart: {title}"))
+        elif name in CHART_TABLES and len(df):
+            from runbook.records import charts
+
             try:
-                s.add(image(charts.png(chart(df)), f"Chart: {title}"))
+                s.add(image(charts.png(charts.INVENTORY[name](df)), f"Chart: {title}"))
             except (KeyError, ValueError, TypeError):  # a CSV of another shape: the table alone
                 pass
         sections.append(s)
     return sections
 
 
-def _read_table(path: Path) -> Any:
-    """A saved table as it was written: names stay text ("0001", "nan", "1e5" are names), other columns that
-    hold only numbers are numbers."""
+#: The tables the inventory's charts are drawn from (``runbook.records.charts.INVENTORY``; not imported here:
+#: a report whose charts were saved by its run never loads matplotlib).
+CHART_TABLES = ("hosts", "datastores")
+
+
+def _read_table(path: Path, rows: int | None = None) -> Any:
+    """A saved table as it was written (its first ``rows`` rows if given): names stay text ("0001", "nan", "1e5"
+    are names), other columns that hold only numbers are numbers."""
     import pandas as pd
 
     from runbook.records.blocks import NAME_KEYS
 
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], nrows=rows)
     for col in df.columns:
         if col in NAME_KEYS or col in ("guest_ip", "ip", "vmotion_ips", "cpu_model"):
             continue
@@ -162,8 +172,10 @@ _CSV_COLUMNS = {"capacity_gib": Column("capacity_gib", "capacity", "GiB", 1),
 ROWS_SHOWN = 500
 
 
-def csv_table(df: Any, name: str, data: dict[str, Any]) -> str | None:
-    """A saved table on the page: the first ``ROWS_SHOWN`` rows, and where all of them are."""
+def csv_table(df: Any, name: str, data: dict[str, Any], total: int | None = None) -> str | None:
+    """A saved table on the page: the first ``ROWS_SHOWN`` rows, and where all of them are (``total`` rows, the
+    record's count, when ``df`` holds only the first ones)."""
+    total = len(df) if total is None else total
     rows = df.head(ROWS_SHOWN).astype(object).where(df.head(ROWS_SHOWN).notna(), None).to_dict("records")
     for r in rows:
         for k, v in r.items():
@@ -171,8 +183,8 @@ def csv_table(df: Any, name: str, data: dict[str, Any]) -> str | None:
                 r[k] = int(v)
     cols = [_CSV_COLUMNS.get(c, Column(c)) for c in df.columns]
     shown = table(rows, cols, cls="rb-wide")
-    if len(df) > ROWS_SHOWN:
-        return (shown or "") + (para(f"The first {ROWS_SHOWN:,} of {len(df):,} rows; all of them are in "
+    if total > ROWS_SHOWN:
+        return (shown or "") + (para(f"The first {ROWS_SHOWN:,} of {total:,} rows; all of them are in "
                                      f"{name}.csv beside this report.") or "")
     return shown
 

@@ -36,7 +36,7 @@ def test_the_runs_chart_is_shown_as_drawn_and_kept_beside_the_record(tmp_path) -
     page = report.write_html(run_dir).read_text()
     assert base64.b64encode(other).decode() in page  # the file beside the record, byte for byte
     assert page.count('<figure class="rb-chart">') == 1
-    assert '<a href="./hosts.png">hosts.png</a>' in page
+    assert '<a href="./hosts.png">hosts.png</a>: the VMs per host chart' in page
 
 
 def test_without_a_saved_chart_the_page_draws_it_from_the_table(tmp_path) -> None:

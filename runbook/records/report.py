@@ -33,7 +33,8 @@ _NAME_FIGURES = frozenset({"VM", "From", "To", "Host", "Hosts", "Cluster", "Data
 #: Files a run may leave beside its record, as the page names them.
 _FILES = {"record.json": "the change record, for machines", "run.ipynb": "the notebook that ran",
           "events.jsonl": "every event of the run, as it happened", "ping.png": "the probes chart",
-          "timeline.png": "the wave's timeline chart"}
+          "timeline.png": "the wave's timeline chart", "hosts.png": "the VMs per host chart",
+          "datastores.png": "the datastore capacity chart"}
 PING_CHART = "ping.png"
 
 

@@ -3,6 +3,7 @@
     .venv/bin/python bench/inventory.py                 # 1,000, 5,000 and 10,000 VMs (hosts = VMs / 32)
     .venv/bin/python bench/inventory.py --quick         # 1,000 VMs only
     .venv/bin/python bench/inventory.py --sizes 2000 --repeat 5 --sample 100
+    .venv/bin/python bench/inventory.py --lab-dir DIR   # a scale lab already running from DIR (its size)
 
 For each size a ``scale`` lab is started (and always stopped). Timed, after one untimed warm-up:
 the VM table alone (``read_vm_table``) and the full inventory (``read_inventory``, all tables),
@@ -213,9 +214,12 @@ def _bare_bulk(si: vim.ServiceInstance) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bench_size(vms: int, hosts: int, repeat: int, sample: int) -> dict:
-    state = Path(tempfile.mkdtemp(prefix=f"bench-lab-{vms}-"))
-    info = lab_mod.start("scale", state_dir=state, vms=vms, hosts=hosts, timeout=300)
+def bench_size(vms: int, hosts: int, repeat: int, sample: int, lab_dir: Path | None = None) -> dict:
+    state = lab_dir or Path(tempfile.mkdtemp(prefix=f"bench-lab-{vms}-"))
+    info = lab_mod.status(lab_dir) if lab_dir else lab_mod.start("scale", state_dir=state, vms=vms, hosts=hosts,
+                                                                   timeout=300)
+    if info is None:
+        raise SystemExit(f"no lab runs from {lab_dir}")
     try:
         control = lab_mod.LabControl(info)
         si = login(Settings(host=info.host, port=info.port, scheme="http", username=info.username,
@@ -226,6 +230,7 @@ def bench_size(vms: int, hosts: int, repeat: int, sample: int) -> dict:
             vm_wall, vm_cpu, vm_best, vm_req, table = _timed(lambda: read_vm_table(si), repeat, control)
             full_wall, full_cpu, full_best, full_req, inv = _timed(lambda: read_inventory(si), repeat, control)
             _, bare_cpu, _, _, bare = _timed(lambda: _bare_bulk(si), repeat, control)
+            vms, hosts = (vms, hosts) if not lab_dir else (len(table), len(inv.hosts))
             assert len(bare) == len(table) == vms, (len(bare), len(table), vms)
             tracemalloc.start()
             read_inventory(si)
@@ -243,8 +248,9 @@ def bench_size(vms: int, hosts: int, repeat: int, sample: int) -> dict:
         finally:
             logout(si)
     finally:
-        lab_mod.stop(state)
-        shutil.rmtree(state, ignore_errors=True)
+        if not lab_dir:  # a lab this run started
+            lab_mod.stop(state)
+            shutil.rmtree(state, ignore_errors=True)
     mine = table[table["moid"].isin(set(slow["moid"]))].sort_values("moid").reset_index(drop=True)
     same = mine.equals(slow.sort_values("moid").reset_index(drop=True)) and inv.vms.equals(table)
     extrapolated = per_attr / len(chosen) * vms
@@ -264,8 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measure (median, best)")
     parser.add_argument("--sample", type=int, default=50, help="VMs read attribute by attribute")
     parser.add_argument("--quick", action="store_true", help="1,000 VMs only")
+    parser.add_argument("--lab-dir", type=Path, help="a scale lab already running from this state directory "
+                                                      "(measured at its own size; never stopped)")
     args = parser.parse_args(argv)
     sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.lab_dir:
+        sizes = [0]
     print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
           f"load average {os.getloadavg()[0]:.2f} at start, reference workload {_reference_s():.3f} s; "
           f"{_versions()}")
@@ -284,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for vms in sizes:
-        r = bench_size(vms, max(1, round(vms / 32)), args.repeat, args.sample)
+        r = bench_size(vms, max(1, round(vms / 32)), args.repeat, args.sample, args.lab_dir)
         print(f"| {r['vms']:,} | {r['hosts']} | {r['reader']} | {r['recv_wall']:.2f} ({r['recv_mb']:.0f}) | "
               f"{r['vm_wall']:.2f} | {r['recv_ratio']:.2f}x | "
               f"{r['vm_cpu']:.2f} / {r['vm_best']:.2f} | {r['full_wall']:.2f} | "

@@ -1,9 +1,9 @@
 """A VM's disks, NICs and CD-ROMs as the VM table shows them, from its ``config.hardware.device``.
 
 One set of rules reads devices either as pyvmomi objects (or fast-reader ``Data``) or as the fast
-reader's raw XML (:class:`~runbook.soapdata.Raw`): the table needs a few fields of each device, and
+reader's raw XML (:class:`~runbook.vsphere.values.Raw`): the table needs a few fields of each device, and
 leaving the devices as XML spares converting the rest (at 10,000 VMs that was a third of the VM
-table's client time). The two are asked the same questions through :mod:`runbook.soapdata`'s
+table's client time). The two are asked the same questions through :mod:`runbook.vsphere.values`'
 ``Objects`` / ``Elements``, and tests compare the tables both readers give.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from runbook.vsphere.soapdata import OBJECTS, Raw
+from runbook.vsphere.values import OBJECTS, Raw
 
 Disk, Nic, Cdrom = vim.vm.device.VirtualDisk, vim.vm.device.VirtualEthernetCard, vim.vm.device.VirtualCdrom
 #: The only device classes the VM table reads (the fast reader skips the others unparsed).

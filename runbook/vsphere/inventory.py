@@ -19,7 +19,7 @@ from runbook.vsphere.devices import datastore_of_path
 from runbook.errors import NotFound
 from runbook.vsphere.find import find_row
 from runbook.vsphere.fastsoap import no_gc
-from runbook.vsphere.soapdata import OBJECTS, Raw, moids
+from runbook.vsphere.values import OBJECTS, Raw, moids
 from runbook.vsphere.properties import Records, container_view, name_in, namer, retrieve_objects, retrieve_view
 
 VM_PATHS = [

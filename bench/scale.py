@@ -9,13 +9,16 @@ Measured, in one run:
 - ``read_inventory`` in this process: wall and CPU seconds, peak RSS (sampled every 50 ms);
 - ``runbook inventory`` as an operator runs it: wall seconds end to end and the peak RSS of its largest
   process (the kernel: ``ru_maxrss`` of the waited-for children), then from the executed notebook the
-  seconds of each cell (papermill's timings) and what is left (start, report, index).
+  seconds of each cell (papermill's timings) and what is left, split by the run's own timestamps: before the
+  notebook's first cell (the CLI's imports, login, the kernel's start), papermill's run, the report's render and
+  the index's rebuild (file times).
 
 The goals (issue 15): at most 30 s end to end on this 2-core machine, client peak memory at most 2 GB.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import resource
@@ -65,7 +68,7 @@ def run_cli(info: lab_mod.LabInfo, work: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOVC_", "RUNBOOK_"))}
     env.update(GOVC_URL=info.url, GOVC_USERNAME=info.username, GOVC_PASSWORD=info.password,
                RUNBOOK_REPORTS=str(reports), RUNBOOK_LAB_DIR=str(work / "no-lab"), RUNBOOK_TIMEOUT="900")
-    t = time.perf_counter()
+    t, started = time.perf_counter(), time.time()
     done = subprocess.run([RUNBOOK, "inventory", "-q"], env=env, capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -73,12 +76,20 @@ def run_cli(info: lab_mod.LabInfo, work: Path) -> dict:
         raise SystemExit(f"runbook inventory exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     run_dir = max(reports.glob("*/*/record.json"), key=lambda p: p.stat().st_mtime).parent
     cells = []
-    for cell in json.loads((run_dir / "run.ipynb").read_text())["cells"]:
+    ran = json.loads((run_dir / "run.ipynb").read_text())
+    meta = ran["metadata"]["papermill"]
+    first, last = (dt.datetime.fromisoformat(meta[k]).timestamp() for k in ("start_time", "end_time"))
+    report, index = (run_dir / "report.html").stat().st_mtime, (reports / "index.html").stat().st_mtime
+    phases = {"before the notebook (CLI imports, login, kernel start)": first - started,
+              "papermill: kernel ready, cells, notebook written": last - first,
+              "report.html rendered": report - last, "index.html rebuilt": index - report,
+              "after (exit)": started + wall - index}
+    for cell in ran["cells"]:
         took = cell.get("metadata", {}).get("papermill", {}).get("duration")
         if cell["cell_type"] == "code" and took:
             cells.append((float(took), "".join(cell["source"]).strip().splitlines()[-1][:70]))
     sizes = {p.name: p.stat().st_size for p in run_dir.iterdir() if p.is_file()}
-    return {"wall": wall, "peak_mb": peak, "cells": cells, "sizes": sizes}
+    return {"wall": wall, "peak_mb": peak, "cells": cells, "sizes": sizes, "phases": phases}
 
 
 def main() -> int:
@@ -86,6 +97,7 @@ def main() -> int:
     parser.add_argument("--vms", type=int, default=45_000)
     parser.add_argument("--hosts", type=int, default=2_500)
     parser.add_argument("--lab-dir", type=Path, help="a scale lab already running from this state directory")
+    parser.add_argument("--cli-only", action="store_true", help="time only `runbook inventory`, not the read alone")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} cores", flush=True)
     work = Path(tempfile.mkdtemp(prefix="runbook-bench-scale-"))
@@ -100,9 +112,10 @@ def main() -> int:
             info = lab_mod.start("scale", state_dir=state, vms=args.vms, hosts=args.hosts)
             print(f"scale lab of {args.vms:,} VMs on {args.hosts:,} hosts started in {time.perf_counter() - t:.0f} s",
                   flush=True)
-        read = read_in_process(info)
-        print(f"read_inventory in process: {read['wall']:.1f} s wall, {read['cpu']:.1f} s CPU, peak RSS "
-              f"{read['peak_mb']:.0f} MB ({read['vms']:,} VMs, {read['hosts']:,} hosts)", flush=True)
+        read = read_in_process(info) if not args.cli_only else None
+        if read:
+            print(f"read_inventory in process: {read['wall']:.1f} s wall, {read['cpu']:.1f} s CPU, peak RSS "
+                  f"{read['peak_mb']:.0f} MB ({read['vms']:,} VMs, {read['hosts']:,} hosts)", flush=True)
         cli = run_cli(info, work)
     finally:
         if not args.lab_dir:
@@ -113,6 +126,9 @@ def main() -> int:
     for took, line in cli["cells"]:
         print(f"| cell `{line}` | {took:.1f} |")
     print(f"| outside the cells (start, kernel, report, index) | {cli['wall'] - in_cells:.1f} |")
+    print("\n| phase (from the run's timestamps) | seconds |\n|---|---|")
+    for what, took in cli["phases"].items():
+        print(f"| {what} | {took:.1f} |")
     print(f"\npeak RSS of its largest process (goal <= 2048 MB): {cli['peak_mb']:.0f} MB")
     print("run directory: " + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in sorted(cli["sizes"].items())))
     print(f"\nload average at end: {os.getloadavg()}")

@@ -63,3 +63,16 @@ def test_a_kernel_that_dies_leaves_what_ran(tmp_path, monkeypatch, writes) -> No
     assert "before the end" in json.dumps(ran["cells"][2]["outputs"]), ran["cells"][2]
     assert "never" not in json.dumps([c["outputs"] for c in ran["cells"]])
     assert len(writes) == 1, writes
+
+
+def test_a_runs_kernel_never_builds_the_iri_grammar(tmp_path, monkeypatch) -> None:
+    """The record's validation imports jsonschema in the kernel; its optional IRI checker (rfc3987_syntax) builds
+    a Lark grammar at import, about 3 s of every run: every kernel of a run leaves it out, started ahead or not."""
+    _notebook(tmp_path / "nb", 'datacenter = ""\ncluster = ""\nchange_id = ""\nrun_context = ""',
+              "import sys, jsonschema\nprint('iri checker:', type(sys.modules.get('rfc3987_syntax')).__name__)")
+    monkeypatch.setenv("RUNBOOK_NOTEBOOKS", str(tmp_path / "nb"))
+    for kernel in (None, pipeline.prestart()):
+        result = pipeline.run_notebook(InventoryRequest(), context=RunContext(reports_dir=tmp_path / "reports"),
+                                       kernel=kernel)
+        ran = json.loads(result.notebook.read_text())
+        assert "iri checker: NoneType" in json.dumps(ran["cells"][2]["outputs"]), ran["cells"][2]["outputs"]

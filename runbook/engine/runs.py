@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from runbook._imports import skip_iri_grammar
 from runbook.domain.checks.base import plural
 from runbook.engine.context import RunContext
 from runbook.engine.events import Emitter, RunStarted, Sink, Step
@@ -21,6 +22,7 @@ from runbook.vsphere.connection import Settings, login, logout, settings_from_en
 from runbook.vsphere.timeouts import answering
 
 log = logging.getLogger("runbook")
+skip_iri_grammar()  # the record's first save imports jsonschema: not its IRI grammar (3 s), in any front's process
 
 
 def inventory(request: InventoryRequest | dict | None = None, *, on_event: Sink | None = None,

@@ -84,7 +84,8 @@ def _kernel_manager(socket_dir: Path, started: list, prestarted: Kernel | None =
 
         @property
         def kernel_spec(self) -> KernelSpec:
-            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                                    f"--IPKernelApp.exec_lines={_KERNEL_LINE}"],
                               display_name="runbook", language="python", env={}, interrupt_mode="signal")
 
     return _RunbookKernelManager
@@ -94,8 +95,11 @@ EXTRA_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]  # what nbclient gives
 #: Imported by a kernel started ahead while it boots (the notebooks' first cells import them): that second
 #: overlaps the front's own preparation instead of following it. No name is left in the notebook.
 PRELOAD = ("pandas", "pyVmomi", "runbook.engine.relocation", "runbook.fronts.notebook")
-_PRELOAD_LINE = (f"import importlib as _runbook_i; [_runbook_i.import_module(m) for m in {PRELOAD!r}]; "
-                 f"del _runbook_i")
+#: Run first by every kernel of a run: the record's schema validation must not build jsonschema's IRI grammar there
+#: either (about 3 s of CPU in each run's kernel, on its first record save; runbook/_imports.py).
+_KERNEL_LINE = "import runbook._imports as _runbook_s; _runbook_s.skip_iri_grammar(); del _runbook_s"
+_PRELOAD_LINE = (f"{_KERNEL_LINE}; import importlib as _runbook_i; "
+                 f"[_runbook_i.import_module(m) for m in {PRELOAD!r}]; del _runbook_i")
 
 
 class Kernel:

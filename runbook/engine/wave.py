@@ -38,7 +38,7 @@ from runbook.engine.requests import (
     DrainRequest, EvacuateRequest, PlanRequest, UndoRequest, WaveRequest,
 )
 from runbook.engine.result import RunResult
-from runbook.engine.wave_inputs import find_record, host_refs, read
+from runbook.engine.wave_inputs import SharedSession, find_record, host_refs, read
 from runbook.engine.wave_move import VmMove
 from runbook.engine.wave_events import PlanRow, VmState, WaveStopped
 from runbook.errors import BadInput
@@ -89,10 +89,11 @@ class _Wave:
     # -- the run ------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         self.settings = self.settings or settings_from_env()
-        si = self.si = login(self.settings)  # shared by the wave's moves (pyVmomi's stub pools its connections)
+        si = login(self.settings)
         try:
+            self.si = SharedSession(si)  # shared by the wave's moves (pyVmomi's stub pools its connections)
             self.emit(Step("resolve", "started", f"reading the inventory of {self.settings.url}"))
-            inventory = self.inventory = read(si)
+            inventory = self.inventory = read(self.si)
             self.rows = self._plan(inventory)  # refusals raise from here, before any record exists
             self.limits = Limits(self.request.max_vmotions_per_host, self.request.max_svmotions_per_host,
                                  self.request.max_svmotions_per_datastore,
@@ -103,7 +104,7 @@ class _Wave:
                                  run_dir=str(self.run_dir) if self.run_dir else None))
             with self._signals():
                 try:
-                    self._steps(si, recorder)
+                    self._steps(self.si, recorder)
                 except Exception as exc:  # a bug or a broken connection: the record still ends true
                     log.exception("the wave stopped on an unexpected error")
                     self._drain_children()

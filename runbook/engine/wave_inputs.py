@@ -1,4 +1,5 @@
-"""What a wave reads: the inventory with what balancing needs, the record of a run to undo, the hosts again."""
+"""What a wave reads: the inventory with what balancing needs, the record of a run to undo, the hosts again, and
+the session its moves share."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,24 @@ from runbook.errors import BadInput
 from runbook.records import record as rec
 from runbook.vsphere.inventory import Inventory, read_inventory
 from runbook.vsphere.properties import retrieve_objects
+
+
+class SharedSession:
+    """A logged-in ServiceInstance whose ServiceContent is read once, for the moves of a wave to share.
+
+    pyVmomi's ``si.content`` is a SOAP request each time it is read (the references of the property collector,
+    the view and event managers...): 7 of a move's 35 requests, each deserialising the whole content. Those
+    references do not change during a session. Everything else is the session's own (``_stub``, methods)."""
+
+    def __init__(self, si: vim.ServiceInstance):
+        self.session = si
+        self.content = si.RetrieveContent()
+
+    def RetrieveContent(self) -> Any:  # noqa: N802 (pyVmomi's name)
+        return self.content
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
 
 
 def read(si: vim.ServiceInstance) -> Inventory:

@@ -92,3 +92,25 @@ def test_a_reply_from_another_address_carrying_a_monitors_token_is_not_its_reply
     finally:
         r = mon.stop(tail=0)
     assert r.timeline["lost"].all() and r.late_replies == 0, r.timeline
+
+
+def test_the_thread_failing_stops_its_monitors_with_the_error_not_a_hang():
+    """An error outside any one monitor's probing (here reading the shared socket raises what no socket
+    should) ends every monitor of that prober with the error in its result, at once."""
+    class Garbled(socket.socket):
+        def recvmsg(self, *args):
+            raise ValueError("injected garbled read")
+
+        def recvfrom(self, *args):
+            raise ValueError("injected garbled read")
+
+    def factory(family, kind, proto):
+        return Garbled(family, kind, proto)
+
+    first, second = (ProbeMonitor(target, 0.05, socket_factory=factory).start() for target in ("127.0.0.1", "127.0.0.11"))
+    time.sleep(0.4)
+    began = time.monotonic()
+    results = [first.stop(tail=0), second.stop(tail=0)]
+    assert time.monotonic() - began < 0.5
+    for r in results:
+        assert "injected garbled read" in r.error and "did not stop in time" not in r.error, r.error

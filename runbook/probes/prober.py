@@ -13,6 +13,7 @@ more than one interval late skipped and counted, replies after the timeout count
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -173,6 +174,26 @@ class Prober:
 
     # -- the thread -----------------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # a bug or the selector failing: every monitor stops with the error
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("the probe thread stopped: %s", error)
+            with self._lock:
+                monitors = list(self._active)
+            for m in monitors:
+                m._error = m._error or error
+                with contextlib.suppress(Exception):
+                    self._end(m)
+            with self._lock:
+                for m in list(self._active):  # added since: they stop too
+                    m._error = m._error or error
+                    m._done.set()
+                self._active.clear()
+                self._tokens.clear()
+                self._close()
+
+    def _loop(self) -> None:
         idle_since: float | None = None
         while True:
             now = time.monotonic_ns()

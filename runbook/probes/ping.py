@@ -59,7 +59,8 @@ class ProbeMonitor:
     (part of an outage); by default it is ``max(LATE_INTERVALS intervals, LATE_RTT_FACTOR x the usual
     round trip)``, see :mod:`runbook.probes.pingchart`. ``tail`` is how long :meth:`stop` (and leaving a
     ``with`` block) keeps probing before it stops. ``socket_factory`` replaces :func:`socket.socket`
-    (for tests and unusual platforms).
+    (for tests and unusual platforms); the monitors made with one factory share one probe thread and one
+    ICMP socket per address family (:mod:`runbook.probes.prober`), each still on its own schedule.
 
     Use it around the task::
 

@@ -223,7 +223,7 @@ def bench_size(vms: int, hosts: int, repeat: int, sample: int, lab_dir: Path | N
     try:
         control = lab_mod.LabControl(info)
         si = login(Settings(host=info.host, port=info.port, scheme="http", username=info.username,
-                            password=info.password))
+                            password=info.password, timeout=900))
         try:
             reader = "fastsoap" if fast_enabled(si) else "pyvmomi"
             recv_wall, recv_bytes, ratio = _paired(si, repeat)

@@ -182,6 +182,7 @@ class _Wave:
         and follow them to their end; after a stop, admit none and start none."""
         pending, ready = list(runnable), []
         canary: VmMove | None = None
+        charting = False
         hosts = {h for r in runnable for h in (r.source_host, r.target_host) if h}
         ahead = max([PREPARE_AHEAD, *(self.limits.vmotions_on(h) for h in hosts)])
         while True:
@@ -206,15 +207,18 @@ class _Wave:
                     recorder.set(wave={**recorder.data["wave"], "canary": canary.row.vm})
                     self.emit(Notice("info", f"canary: {canary.row.vm} moves first, alone"))
                 # once the canary's task is submitted, the next moves prepare (while it runs) and wait at the
-                # gate: as many as can run at once, so that a slot that frees is taken at once. A move whose
-                # task has ended (probing its tail, verifying, writing its record) no longer counts: it
-                # holds no slot, and the move that takes its slot must already be prepared.
+                # gate: as many as can run at once, so that a slot that frees is taken at once (a move past its
+                # task, in its probes' tail or writing its record, holds no slot and does not count)
                 live = sum(1 for c in self.children.values() if c.vm_pending and (c.admitted is None or c.holding))
                 while canary is not None and canary.admitted is not None and pending and live < len(holding) + ahead:
                     self._start(pending.pop(0))
                     live += 1
             if not any(c.vm_pending for c in self.children.values()) and (self.stop is not None or not pending):
                 break
+            if not charting and self.run_dir and not pending and all(c.admitted is not None
+                                                                     for c in self.children.values()):
+                charting = True  # every move admitted: import the chart's modules while the last ones run
+                wave_record.prepare_chart()
             try:
                 kind, child, payload = self.inbox.get(timeout=0.2)
             except queue.Empty:

@@ -96,6 +96,15 @@ def timeline_chart(moves: Sequence[dict[str, Any]], rows: dict[str, Move], limit
     return path
 
 
+def prepare_chart() -> None:
+    """Import what :func:`timeline_chart` draws with (about 1 s of CPU), so that a wave can do it while its
+    last moves run their tails rather than after them."""
+    import importlib
+
+    for module in ("matplotlib.figure", "matplotlib.ticker", "matplotlib.backends.backend_agg"):
+        importlib.import_module(module)
+
+
 def timeline_figure(moves: Sequence[dict[str, Any]], rows: dict[str, Move], limits: Limits) -> Any:
     """The figure of :func:`timeline_chart` (a matplotlib Figure, no pyplot), or None when no task ran.
 

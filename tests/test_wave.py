@@ -326,9 +326,10 @@ def test_the_widgets_preview_writes_no_record_and_stop_lets_running_moves_finish
 
 def test_the_moves_of_a_wave_look_up_in_the_waves_inventory_not_the_vcenter_again(fresh_lab, tmp_path):
     """The wave reads the inventory once and logs in once; each move looks its VM and targets up in it and
-    uses the wave's session. Measured: about 36 SOAP requests per VM beyond the plan's (vCenter's verdict,
-    submit, the task's updates, verification, events); a login per move made it about 41, reading each
-    move's slice of the vCenter again about 68."""
+    uses the wave's session, whose ServiceContent it read once. Measured: about 28 SOAP requests per VM beyond
+    the plan's (vCenter's verdict, submit, the task's updates, verification, events); reading the content
+    (``si.content``) again at every use made it about 36, a login per move about 41, reading each move's
+    slice of the vCenter again about 68."""
     info = fresh_lab("default")
     control = lab_mod.LabControl(info)
     before = control.requests_served()
@@ -337,4 +338,4 @@ def test_the_moves_of_a_wave_look_up_in_the_waves_inventory_not_the_vcenter_agai
     result, _ = _wave(info, runbook.EvacuateRequest(host=ESX1, ping="none"), tmp_path)
     assert result.outcome == "SUCCEEDED", result.summary
     per_vm = (control.requests_served() - planned - (planned - before)) / len(ON_ESX1)
-    assert per_vm <= 39, per_vm
+    assert per_vm <= 32, per_vm

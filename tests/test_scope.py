@@ -116,3 +116,22 @@ def test_a_checks_request_count_does_not_grow_with_the_vcenter(tmp_path, use_lab
     assert counts[300] == counts[1500], counts
     # nor do the bytes it reads: no reply lists every VM (a names read of 1,200 more VMs alone is 160 KB)
     assert abs(replied[1500] - replied[300]) < 0.02 * replied[300], replied
+
+
+def test_names_are_matched_as_a_table_look_up_would_without_pandas() -> None:
+    from runbook.errors import BadInput
+
+    names = scope.Names({"host-1": {"_type": "HostSystem", "name": "esx-a"},
+                         "host-2": {"_type": "HostSystem", "name": "esx-a"},
+                         "host-3": {"_type": "HostSystem", "name": "rack%2fesx-b"},
+                         "ds-1": {"_type": "Datastore", "name": "esx-c"}}, {})
+    with pytest.raises(Ambiguous, match=r"2 hosts are named 'esx-a': host-1, host-2; give the moid"):
+        names.find("HostSystem", "esx-a", "host")
+    assert names.find("HostSystem", "host-2", "host") == "host-2"  # the moid settles it
+    assert names.find("HostSystem", "rack/esx-b", "host") == names.find("HostSystem", "rack%2fesx-b", "host")
+    with pytest.raises(NotFound, match=r"no host named 'esx-c'; did you mean 'esx-a'\?"):  # not the datastore
+        names.find("HostSystem", "esx-c", "host")
+    with pytest.raises(NotFound, match=r"no host named 'ESX-A'; did you mean 'esx-a'\?"):  # once, not twice
+        names.find("HostSystem", "ESX-A", "host")
+    with pytest.raises(BadInput, match="the host name is empty"):
+        names.find("HostSystem", " ", "host")

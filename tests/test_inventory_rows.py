@@ -65,7 +65,7 @@ _HOST = "".join([
           "<multiSelectAllowed>true</multiSelectAllowed>"
           + _vnic("vmk0", "Management &lt;Network&gt;", "10.0.0.1", "candidateVnic")
           + "</VirtualNicManagerNetConfig>", "ArrayOfVirtualNicManagerNetConfig"),
-    _prop("config.vmotion.netConfig.selectedVnic", "key-vim.host.VirtualNic-vmk2", "xsd:string"),
+    _prop("config.vmotion.netConfig.selectedVnic", "vmk2", "xsd:string"),  # the legacy choice, by device name
     _prop("datastore", _mo("Datastore", "datastore-1") + _mo("Datastore", "datastore-2"),
           "ArrayOfManagedObjectReference"),
     _prop("network", _mo("Network", "network-1"), "ArrayOfManagedObjectReference"),

@@ -80,8 +80,8 @@ def run_cli(info: lab_mod.LabInfo, work: Path) -> dict:
     meta = ran["metadata"]["papermill"]
     first, last = (dt.datetime.fromisoformat(meta[k]).timestamp() for k in ("start_time", "end_time"))
     report, index = (run_dir / "report.html").stat().st_mtime, (reports / "index.html").stat().st_mtime
-    phases = {"before the notebook (CLI imports, login, kernel start)": first - started,
-              "papermill: kernel ready, cells, notebook written": last - first,
+    phases = {"before papermill starts (CLI imports, login, kernel launched)": first - started,
+              "papermill: kernel boot awaited, cells, notebook written": last - first,
               "report.html rendered": report - last, "index.html rebuilt": index - report,
               "after (exit)": started + wall - index}
     for cell in ran["cells"]:

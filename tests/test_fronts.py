@@ -236,6 +236,25 @@ def test_no_run_builds_the_iri_grammar_and_records_still_validate(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "refused", done.stderr[-2000:]
 
 
+@pytest.mark.parametrize("first", ["validate", "_schema_problem"])
+def test_a_record_checked_first_in_a_process_leaves_the_iri_grammar_out(first):
+    """A widget, the app, a wave or a Python caller saves a record without the pipeline: the record's own
+    validation is the first import of jsonschema there, and must not build the grammar either."""
+    code = "\n".join([
+        "import sys",
+        "from runbook.records import record",
+        "try:",
+        f"    record.{first}({{'schema_version': 1}})",
+        "except Exception as exc:",
+        "    print(type(exc).__name__)",
+        "assert 'jsonschema' in sys.modules",
+        "print('grammar', sys.modules.get('rfc3987_syntax') is not None)",
+    ])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "grammar False", done.stdout
+
+
 def test_a_vcenter_that_answers_too_slowly_is_exit_4_with_the_setting_to_raise(fresh_lab, tmp_path):
     info = fresh_lab()
     lab_mod.LabControl(info).set_delay("RetrievePropertiesEx", 3000)

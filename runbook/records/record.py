@@ -290,9 +290,10 @@ def schema() -> dict[str, Any]:
 
 def validate(data: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` when ``data`` does not follow the documented schema."""
+    validator = _validator()  # first: it imports jsonschema without its IRI grammar
     import jsonschema
 
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
         raise error
 
@@ -312,9 +313,10 @@ def _validator() -> Any:
 
 def _schema_problem(data: Any) -> str | None:
     """What makes ``data`` not a record, in one line (where and why), or None."""
+    validator = _validator()  # first: it imports jsonschema without its IRI grammar
     import jsonschema
 
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "(the record)"

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # only in annotations: a refusal at the CLI never loads pandas
+    import pandas as pd
 
 from runbook.errors import Ambiguous, BadInput, NotFound
 

@@ -74,20 +74,27 @@ NAME_COLUMNS = frozenset({"name", "vm", "host", "cluster", "datacenter", "datast
 
 def readable(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     """A table for people: names as people wrote them, lists joined with commas, bytes in GiB."""
+    from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
+
     from runbook.vsphere.find import display_name
 
     def shown(v: Any) -> Any:
         return display_name(v) if isinstance(v, str) else v
 
+    def joined(v: Any, name: bool) -> Any:
+        if isinstance(v, (list, tuple)):
+            return ", ".join(str(shown(x)) if name else str(x) for x in v)
+        return shown(v) if name else v
+
     out = df[columns].copy() if columns else df.copy()
-    for col in out.columns:
+    for col in list(out.columns):
         if col.endswith("_bytes"):
             out[col.replace("_bytes", "_gib")] = out.pop(col).map(gib)
             continue
-        if col in NAME_COLUMNS:
-            out[col] = out[col].map(lambda v: [shown(x) for x in v] if isinstance(v, (list, tuple)) else shown(v))
-        if out[col].map(lambda v: isinstance(v, (list, tuple))).any():
-            out[col] = out[col].map(lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+        if is_numeric_dtype(out[col]) or is_datetime64_any_dtype(out[col]):  # no names, no lists
+            continue
+        name = col in NAME_COLUMNS
+        out[col] = out[col].map(lambda v: joined(v, name))
     return out
 
 

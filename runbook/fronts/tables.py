@@ -57,16 +57,15 @@ def page(df: pd.DataFrame, columns: list[str] | None = None, *, name: str, run_d
     ``run_dir/<name>.csv``."""
     from runbook.fronts.notebook import readable
 
-    full = readable(df, columns)
     where = None
     if run_dir is not None:
         where = Path(run_dir) / f"{name}.csv"
         if not where.exists():  # the engine saved the inventory's tables already (records.inventory_tables)
-            full.to_csv(where, index=False)
-    if len(full) <= limit:
-        return styled(full)
+            readable(df, columns).to_csv(where, index=False)
+    if len(df) <= limit:
+        return styled(readable(df, columns))
     from IPython.display import Markdown, display
 
     kept = f"; all of them are in `{where.name}` beside this report" if where else ""
-    display(Markdown(f"*The first {limit:,} of {len(full):,} rows{kept}.*"))
-    return styled(full.head(limit))
+    display(Markdown(f"*The first {limit:,} of {len(df):,} rows{kept}.*"))
+    return styled(readable(df.head(limit), columns))  # only the shown rows made readable

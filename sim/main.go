@@ -59,6 +59,7 @@ func readPassword(path string) (string, error) {
 
 func run(scenarioFile, listen, user, passwordFile, stateDir string, useTLS bool) error {
 	started := time.Now()
+	defer startProfile()()
 	password, err := readPassword(passwordFile)
 	if err != nil {
 		return err
@@ -103,6 +104,7 @@ func run(scenarioFile, listen, user, passwordFile, stateDir string, useTLS bool)
 	server := m.Service.NewServer()
 	defer server.Close()
 	registerControls(m.Service.ServeMux)
+	registerPprof(m.Service.ServeMux)
 	server.Config.Handler = soapMiddleware(server.Config.Handler)
 
 	u := *server.URL

@@ -37,6 +37,7 @@ type pagedResult struct {
 	props     []types.PropertySpec
 	refs      []types.ManagedObjectReference
 	size      int
+	sizeHint  int // bytes of the last page, to size the next one's buffer
 	used      time.Time
 }
 
@@ -105,7 +106,7 @@ func (p *pagingCollector) RetrievePropertiesEx(ctx *simulator.Context, req *type
 	if fault != nil {
 		return &methods.RetrievePropertiesExBody{Fault_: simulator.Fault("", fault)}
 	}
-	return &methods.RetrievePropertiesExBody{Res: &types.RetrievePropertiesExResponse{Returnval: page}}
+	return &rawRetrieveBody{Res: &RetrievePropertiesExResponse{Raw: page}}
 }
 
 func (p *pagingCollector) ContinueRetrievePropertiesEx(ctx *simulator.Context, req *types.ContinueRetrievePropertiesEx) soap.HasFault {
@@ -121,7 +122,7 @@ func (p *pagingCollector) ContinueRetrievePropertiesEx(ctx *simulator.Context, r
 	if fault != nil {
 		return &methods.ContinueRetrievePropertiesExBody{Fault_: simulator.Fault("", fault)}
 	}
-	return &methods.ContinueRetrievePropertiesExBody{Res: &types.ContinueRetrievePropertiesExResponse{Returnval: *page}}
+	return &rawContinueBody{Res: &ContinueRetrievePropertiesExResponse{Raw: page}}
 }
 
 func (p *pagingCollector) CancelRetrievePropertiesEx(ctx *simulator.Context, req *types.CancelRetrievePropertiesEx) soap.HasFault {
@@ -145,8 +146,54 @@ func takeToken(ctx *simulator.Context, token string) (*pagedResult, types.BaseMe
 	return left, nil
 }
 
-// page collects the next page's properties; what is left after it is kept under a new token.
-func (r *pagedResult) page(ctx *simulator.Context, pc *simulator.PropertyCollector) (*types.RetrieveResult, types.BaseMethodFault) {
+// A page's reply, encoded by the lab (fastxml.go): the simulator writes the bytes of Raw as the
+// content of the response element named after the type (<RetrievePropertiesExResponse
+// xmlns="urn:vim25">...</RetrievePropertiesExResponse>), as it does for its own response types.
+type RetrievePropertiesExResponse struct {
+	Raw []byte `xml:",innerxml"`
+}
+
+type ContinueRetrievePropertiesExResponse struct {
+	Raw []byte `xml:",innerxml"`
+}
+
+type rawRetrieveBody struct {
+	Res *RetrievePropertiesExResponse
+}
+
+func (b *rawRetrieveBody) Fault() *soap.Fault { return nil }
+
+type rawContinueBody struct {
+	Res *ContinueRetrievePropertiesExResponse
+}
+
+func (b *rawContinueBody) Fault() *soap.Fault { return nil }
+
+// page collects the next page's properties and encodes them as a <returnval> element; what is left
+// after it is kept under a new token.
+func (r *pagedResult) page(ctx *simulator.Context, pc *simulator.PropertyCollector) ([]byte, types.BaseMethodFault) {
+	result, fault := r.collect(ctx, pc)
+	if fault != nil {
+		return nil, fault
+	}
+	b := make([]byte, 0, r.sizeHint)
+	b = append(b, "<returnval>"...)
+	if result.Token != "" {
+		b = append(b, "<token>"...)
+		b = appendEscaped(b, result.Token)
+		b = append(b, "</token>"...)
+	}
+	b, err := appendObjects(b, result.Objects)
+	if err != nil {
+		return nil, &types.SystemError{Reason: "encoding a page failed: " + err.Error()}
+	}
+	b = append(b, "</returnval>"...)
+	r.sizeHint = len(b) + len(b)/8
+	return b, nil
+}
+
+// collect collects the next page's properties.
+func (r *pagedResult) collect(ctx *simulator.Context, pc *simulator.PropertyCollector) (*types.RetrieveResult, types.BaseMethodFault) {
 	n := r.size
 	if n > len(r.refs) {
 		n = len(r.refs)

@@ -1,0 +1,142 @@
+"""The lab's own encoder of paged PropertyCollector replies (sim/fastxml.go) writes the same bytes as the
+simulator's: every property of every object, read unpaged (the simulator's encoder) and paged (the lab's),
+in scenarios with hostile names, before and after a move and with tasks (times) in the reply.
+
+Raw SOAP over http.client (pyvmomi would parse the bytes away); the requests are the ones pyvmomi sends.
+"""
+from __future__ import annotations
+
+import http.client
+import re
+import time
+from urllib.parse import urlparse
+from xml.sax.saxutils import escape
+
+import pytest
+
+import runbook_lab as lab_mod
+
+_ENV = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+        'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{}</soapenv:Body></soapenv:Envelope>')
+
+
+class Soap:
+    """A logged-in raw SOAP session to a lab."""
+
+    def __init__(self, info: lab_mod.LabInfo):
+        url = urlparse(info.url)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+        self.cookie = ""
+        content = self.call("RetrieveServiceContent", '<_this type="ServiceInstance">ServiceInstance</_this>')
+        self.ref = {k: re.search(rf'<{k} type="\w+">([^<]+)<'.encode(), content).group(1).decode()
+                    for k in ("rootFolder", "viewManager", "propertyCollector", "sessionManager", "taskManager")}
+        self.call("Login", f'<_this type="SessionManager">{self.ref["sessionManager"]}</_this>'
+                           f'<userName>{escape(info.username)}</userName><password>{escape(info.password)}</password>')
+
+    def call(self, method: str, inner: str) -> bytes:
+        headers = {"Content-Type": "text/xml", "SOAPAction": "urn:vim25/7.0"}
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        body = _ENV.format(f'<{method} xmlns="urn:vim25">{inner}</{method}>')
+        self.conn.request("POST", "/sdk", body.encode(), headers)
+        reply = self.conn.getresponse()
+        data = reply.read()
+        if reply.getheader("Set-Cookie"):
+            self.cookie = reply.getheader("Set-Cookie").split(";")[0]
+        assert reply.status == 200, data[:500]
+        return data
+
+    def view(self) -> str:
+        reply = self.call("CreateContainerView",
+                          f'<_this type="ViewManager">{self.ref["viewManager"]}</_this>'
+                          f'<container type="Folder">{self.ref["rootFolder"]}</container>'
+                          '<type>ManagedEntity</type><recursive>true</recursive>')
+        return re.search(rb'<returnval type="ContainerView">([^<]+)<', reply).group(1).decode()
+
+    def retrieve(self, objects: str, prop_type: str, max_objects: int | None) -> list[bytes]:
+        """Every property (all=true) of the objects; every page of the reply."""
+        options = f"<maxObjects>{max_objects}</maxObjects>" if max_objects else ""
+        spec = (f"<specSet><propSet><type>{prop_type}</type><all>true</all></propSet>{objects}</specSet>"
+                f"<options>{options}</options>")
+        pc = f'<_this type="PropertyCollector">{self.ref["propertyCollector"]}</_this>'
+        pages = [self.call("RetrievePropertiesEx", pc + spec)]
+        while token := re.search(rb"<token>([^<]+)</token>", pages[-1]):
+            pages.append(self.call("ContinueRetrievePropertiesEx", f"{pc}<token>{token.group(1).decode()}</token>"))
+        return pages
+
+    def view_objects(self) -> str:
+        return (f'<objectSet><obj type="ContainerView">{self.view()}</obj><skip>true</skip>'
+                '<selectSet xsi:type="TraversalSpec"><name>view</name><type>ContainerView</type>'
+                '<path>view</path><skip>false</skip></selectSet></objectSet>')
+
+
+def objects_of(pages: list[bytes]) -> bytes:
+    """The <objects> elements of all pages, in order."""
+    out = b""
+    for page in pages:
+        returnval = re.search(rb"<returnval>(.*)</returnval>", page, re.S)
+        out += re.sub(rb"^<token>[^<]*</token>", b"", returnval.group(1)) if returnval else b""
+    return out
+
+
+def assert_same_replies(s: Soap, objects: str, prop_type: str, page: int = 3) -> bytes:
+    stock = s.retrieve(objects, prop_type, None)  # the simulator's encoder (the lab does not page it)
+    assert len(stock) == 1
+    one_page = s.retrieve(objects, prop_type, 1_000_000)  # the lab's encoder, everything in one page
+    assert one_page == stock
+    paged = s.retrieve(objects, prop_type, page)
+    assert len(paged) == -(-stock[0].count(b"<objects>") // page)  # pages of `page` objects, the last fewer
+    assert objects_of(paged) == objects_of(stock)
+    return stock[0]
+
+
+def encoded(info: lab_mod.LabInfo) -> tuple[int, int]:
+    counts = lab_mod.LabControl(info)._call("/requests")
+    return counts["objects_encoded_fast"], counts["objects_encoded_stock"]
+
+
+@pytest.mark.parametrize("scenario", ["hostile-names", "standalone"])
+def test_paged_replies_are_the_simulators_bytes(fresh_lab, scenario: str) -> None:
+    info = fresh_lab(scenario)
+    s = Soap(info)
+    reply = assert_same_replies(s, s.view_objects(), "ManagedEntity")
+    assert reply.count(b"<objects>") > 20  # every entity
+    assert (b"&lt;img" in reply) == (scenario == "hostile-names")  # markup in names escaped
+    fast, stock = encoded(info)
+    assert fast > 40 and stock == 0  # the lab's encoder covered every value
+
+
+def test_replies_follow_a_move_and_encode_tasks(fresh_lab) -> None:
+    from pyVim.connect import Disconnect, SmartConnect
+    from pyVmomi import vim
+    from pyVim.task import WaitForTask
+
+    info = fresh_lab("default")
+    s = Soap(info)
+    before = assert_same_replies(s, s.view_objects(), "ManagedEntity")
+    si = SmartConnect(protocol="http", host=info.host, port=info.port, user=info.username, pwd=info.password)
+    try:
+        content = si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+        vm = next(v for v in view.view if v.runtime.powerState == "poweredOn")
+        cluster = vm.runtime.host.parent
+        target = next(h for h in cluster.host if h != vm.runtime.host and h.runtime.connectionState == "connected")
+        lab_mod.LabControl(info).set_migration_seconds(vm.name, 0.2)
+        WaitForTask(vm.RelocateVM_Task(vim.vm.RelocateSpec(host=target, pool=cluster.resourcePool)))
+        task_moids = [t._moId for t in content.taskManager.recentTask]
+        assert vm.runtime.host == target
+        target_moid = target._moId
+        vm_moid = vm._moId
+    finally:
+        Disconnect(si)
+    after = assert_same_replies(s, s.view_objects(), "ManagedEntity")
+    assert after != before
+    vm_xml = re.search(rf'<obj type="VirtualMachine">{vm_moid}</obj>.*?</objects>'.encode(), after, re.S).group(0)
+    assert f'<host type="HostSystem">{target_moid}</host>'.encode() in vm_xml
+    assert task_moids
+    tasks = "".join(f'<objectSet><obj type="Task">{t}</obj><skip>false</skip></objectSet>' for t in task_moids)
+    time.sleep(0.1)
+    reply = assert_same_replies(s, tasks, "Task", page=1)
+    assert b"<startTime>" in reply and b"<completeTime>" in reply  # times through the lab's encoder
+    assert encoded(info)[1] == 0

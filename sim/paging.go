@@ -146,9 +146,10 @@ func takeToken(ctx *simulator.Context, token string) (*pagedResult, types.BaseMe
 	return left, nil
 }
 
-// A page's reply, encoded by the lab (fastxml.go): the simulator writes the bytes of Raw as the
-// content of the response element named after the type (<RetrievePropertiesExResponse
-// xmlns="urn:vim25">...</RetrievePropertiesExResponse>), as it does for its own response types.
+// A page's reply, encoded by the lab (fastxml.go): the simulator writes the bytes of Raw (the marker
+// of the page, splice.go) as the content of the response element named after the type
+// (<RetrievePropertiesExResponse xmlns="urn:vim25">...</RetrievePropertiesExResponse>), as it does
+// for its own response types.
 type RetrievePropertiesExResponse struct {
 	Raw []byte `xml:",innerxml"`
 }
@@ -169,54 +170,74 @@ type rawContinueBody struct {
 
 func (b *rawContinueBody) Fault() *soap.Fault { return nil }
 
-// page collects the next page's properties and encodes them as a <returnval> element; what is left
-// after it is kept under a new token.
+// page collects the next page's properties and encodes them as a <returnval> element, held for the
+// reply's writer (splice.go; the marker is returned); what is left after it is kept under a new token.
 func (r *pagedResult) page(ctx *simulator.Context, pc *simulator.PropertyCollector) ([]byte, types.BaseMethodFault) {
-	result, fault := r.collect(ctx, pc)
-	if fault != nil {
-		return nil, fault
-	}
-	b := make([]byte, 0, r.sizeHint)
-	b = append(b, "<returnval>"...)
-	if result.Token != "" {
-		b = append(b, "<token>"...)
-		b = appendEscaped(b, result.Token)
-		b = append(b, "</token>"...)
-	}
-	b, err := appendObjects(b, result.Objects)
-	if err != nil {
-		return nil, &types.SystemError{Reason: "encoding a page failed: " + err.Error()}
-	}
-	b = append(b, "</returnval>"...)
-	r.sizeHint = len(b) + len(b)/8
-	return b, nil
-}
-
-// collect collects the next page's properties.
-func (r *pagedResult) collect(ctx *simulator.Context, pc *simulator.PropertyCollector) (*types.RetrieveResult, types.BaseMethodFault) {
 	n := r.size
 	if n > len(r.refs) {
 		n = len(r.refs)
 	}
+	refs := r.refs[:n]
+	r.refs = r.refs[n:]
+	own := ctx.Session != nil // the lab collects (collect.go) unless a spec asks for all properties
+	for _, p := range r.props {
+		own = own && !isTrue(p.All)
+	}
+	var stock *types.RetrieveResult
+	if !own && n > 0 {
+		var fault types.BaseMethodFault
+		if stock, fault = r.stockCollect(ctx, pc, refs); fault != nil {
+			return nil, fault
+		}
+	}
+	token := r.keep()
+	buf := newPageBuffer(r.sizeHint)
+	b := append(*buf, "<returnval>"...)
+	if token != "" {
+		b = append(b, "<token>"...)
+		b = appendEscaped(b, token)
+		b = append(b, "</token>"...)
+	}
+	var err error
+	if own {
+		b, err = appendPageObjects(ctx, b, refs, r.props)
+	} else if stock != nil {
+		b, err = appendObjects(b, stock.Objects)
+	}
+	if err != nil {
+		pageBuffers.Put(buf)
+		return nil, &types.SystemError{Reason: "encoding a page failed: " + err.Error()}
+	}
+	b = append(b, "</returnval>"...)
+	r.sizeHint = len(b) + len(b)/8
+	*buf = b
+	return holdPage(buf), nil
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+// stockCollect collects the page's objects with the simulator's collector.
+func (r *pagedResult) stockCollect(ctx *simulator.Context, pc *simulator.PropertyCollector, refs []types.ManagedObjectReference) (*types.RetrieveResult, types.BaseMethodFault) {
 	spec := types.PropertyFilterSpec{PropSet: r.props, ReportMissingObjectsInResults: types.NewBool(true)}
-	for _, ref := range r.refs[:n] {
+	for _, ref := range refs {
 		spec.ObjectSet = append(spec.ObjectSet, types.ObjectSpec{Obj: ref, Skip: types.NewBool(false)})
 	}
-	result := &types.RetrieveResult{}
-	if n > 0 {
-		res := pc.RetrievePropertiesEx(ctx, &types.RetrievePropertiesEx{This: r.collector,
-			SpecSet: []types.PropertyFilterSpec{spec}})
-		body, _ := res.(*methods.RetrievePropertiesExBody)
-		if body == nil || body.Fault_ != nil {
-			return nil, &types.SystemError{Reason: "collecting a page failed"}
-		}
-		if body.Res != nil && body.Res.Returnval != nil {
-			result = body.Res.Returnval
-		}
+	res := pc.RetrievePropertiesEx(ctx, &types.RetrievePropertiesEx{This: r.collector,
+		SpecSet: []types.PropertyFilterSpec{spec}})
+	body, _ := res.(*methods.RetrievePropertiesExBody)
+	if body == nil || body.Fault_ != nil {
+		return nil, &types.SystemError{Reason: "collecting a page failed"}
 	}
-	r.refs = r.refs[n:]
+	if body.Res == nil || body.Res.Returnval == nil {
+		return &types.RetrieveResult{}, nil
+	}
+	return body.Res.Returnval, nil
+}
+
+// keep keeps what is left under a new token (returned; none when nothing is left).
+func (r *pagedResult) keep() string {
 	if len(r.refs) == 0 {
-		return result, nil
+		return ""
 	}
 	paged.Lock()
 	defer paged.Unlock()
@@ -227,8 +248,8 @@ func (r *pagedResult) collect(ctx *simulator.Context, pc *simulator.PropertyColl
 		}
 	}
 	paged.next++
-	result.Token = fmt.Sprintf("lab-page-%d", paged.next)
+	token := fmt.Sprintf("lab-page-%d", paged.next)
 	r.used = now
-	paged.results[result.Token] = r
-	return result, nil
+	paged.results[token] = r
+	return token
 }

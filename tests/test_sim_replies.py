@@ -54,11 +54,14 @@ class Soap:
                           '<type>ManagedEntity</type><recursive>true</recursive>')
         return re.search(rb'<returnval type="ContainerView">([^<]+)<', reply).group(1).decode()
 
-    def retrieve(self, objects: str, prop_type: str, max_objects: int | None) -> list[bytes]:
-        """Every property (all=true) of the objects; every page of the reply."""
+    def retrieve(self, objects: str, props: dict[str, list[str] | None], max_objects: int | None) -> list[bytes]:
+        """The property paths of the objects per type (None: every property); every page of the reply."""
         options = f"<maxObjects>{max_objects}</maxObjects>" if max_objects else ""
-        spec = (f"<specSet><propSet><type>{prop_type}</type><all>true</all></propSet>{objects}</specSet>"
-                f"<options>{options}</options>")
+        prop_sets = "".join(
+            f"<propSet><type>{t}</type>" + ("<all>true</all>" if paths is None else
+                                            "".join(f"<pathSet>{p}</pathSet>" for p in paths)) + "</propSet>"
+            for t, paths in props.items())
+        spec = f"<specSet>{prop_sets}{objects}</specSet><options>{options}</options>"
         pc = f'<_this type="PropertyCollector">{self.ref["propertyCollector"]}</_this>'
         pages = [self.call("RetrievePropertiesEx", pc + spec)]
         while token := re.search(rb"<token>([^<]+)</token>", pages[-1]):
@@ -71,6 +74,9 @@ class Soap:
                 '<path>view</path><skip>false</skip></selectSet></objectSet>')
 
 
+XSI = 'xmlns:XMLSchema-instance="http://www.w3.org/2001/XMLSchema-instance" XMLSchema-instance'
+
+
 def objects_of(pages: list[bytes]) -> bytes:
     """The <objects> elements of all pages, in order."""
     out = b""
@@ -80,15 +86,29 @@ def objects_of(pages: list[bytes]) -> bytes:
     return out
 
 
-def assert_same_replies(s: Soap, objects: str, prop_type: str, page: int = 3) -> bytes:
-    stock = s.retrieve(objects, prop_type, None)  # the simulator's encoder (the lab does not page it)
+def assert_same_replies(s: Soap, objects: str, props: dict[str, list[str] | None], page: int = 3) -> bytes:
+    stock = s.retrieve(objects, props, None)  # the simulator's collector and encoder (the lab does not page it)
     assert len(stock) == 1
-    one_page = s.retrieve(objects, prop_type, 1_000_000)  # the lab's encoder, everything in one page
+    one_page = s.retrieve(objects, props, 1_000_000)  # the lab's, everything in one page
     assert one_page == stock
-    paged = s.retrieve(objects, prop_type, page)
+    paged = s.retrieve(objects, props, page)
     assert len(paged) == -(-stock[0].count(b"<objects>") // page)  # pages of `page` objects, the last fewer
     assert objects_of(paged) == objects_of(stock)
     return stock[0]
+
+
+ALL = {"ManagedEntity": None}
+
+
+def runbook_paths() -> dict[str, list[str] | None]:
+    """The inventory's paths per type (as the runbook reads them), with paths vCenter has no value for,
+    paths no object has, and a second spec that also matches every object."""
+    from runbook.vsphere import inventory as inv
+    odd = ["snapshot.currentSnapshot", "no.such.path", "config.noSuchField", "parent"]
+    return {"VirtualMachine": inv.VM_PATHS + odd, "HostSystem": inv.HOST_PATHS + odd,
+            "Datastore": inv.DATASTORE_PATHS, "ClusterComputeResource": inv.CLUSTER_PATHS,
+            "Network": inv.NETWORK_PATHS, "ResourcePool": inv.POOL_PATHS,
+            "ManagedEntity": ["name", "overallStatus", "alarmActionsEnabled"]}
 
 
 def encoded(info: lab_mod.LabInfo) -> tuple[int, int]:
@@ -100,11 +120,13 @@ def encoded(info: lab_mod.LabInfo) -> tuple[int, int]:
 def test_paged_replies_are_the_simulators_bytes(fresh_lab, scenario: str) -> None:
     info = fresh_lab(scenario)
     s = Soap(info)
-    reply = assert_same_replies(s, s.view_objects(), "ManagedEntity")
+    reply = assert_same_replies(s, s.view_objects(), ALL)
     assert reply.count(b"<objects>") > 20  # every entity
     assert (b"&lt;img" in reply) == (scenario == "hostile-names")  # markup in names escaped
+    paths = assert_same_replies(s, s.view_objects(), runbook_paths())
+    assert b"<missingSet><path>no.such.path</path>" in paths and b"<name>config.hardware.device</name>" in paths
     fast, stock = encoded(info)
-    assert fast > 40 and stock == 0  # the lab's encoder covered every value
+    assert fast > 80 and stock == 0  # the lab's encoder covered every value
 
 
 def test_replies_follow_a_move_and_encode_tasks(fresh_lab) -> None:
@@ -114,7 +136,7 @@ def test_replies_follow_a_move_and_encode_tasks(fresh_lab) -> None:
 
     info = fresh_lab("default")
     s = Soap(info)
-    before = assert_same_replies(s, s.view_objects(), "ManagedEntity")
+    before = assert_same_replies(s, s.view_objects(), ALL)
     si = SmartConnect(protocol="http", host=info.host, port=info.port, user=info.username, pwd=info.password)
     try:
         content = si.RetrieveContent()
@@ -130,13 +152,18 @@ def test_replies_follow_a_move_and_encode_tasks(fresh_lab) -> None:
         vm_moid = vm._moId
     finally:
         Disconnect(si)
-    after = assert_same_replies(s, s.view_objects(), "ManagedEntity")
+    after = assert_same_replies(s, s.view_objects(), ALL)
     assert after != before
+    assert after.count(b"<objects>") == before.count(b"<objects>")
+    paths = assert_same_replies(s, s.view_objects(), runbook_paths())
+    vm_paths = re.search(rf'<obj type="VirtualMachine">{vm_moid}</obj>.*?</objects>'.encode(), paths, re.S).group(0)
+    host_now = f'<name>runtime.host</name><val {XSI}:type="ManagedObjectReference" type="HostSystem">{target_moid}<'
+    assert host_now.encode() in vm_paths
     vm_xml = re.search(rf'<obj type="VirtualMachine">{vm_moid}</obj>.*?</objects>'.encode(), after, re.S).group(0)
     assert f'<host type="HostSystem">{target_moid}</host>'.encode() in vm_xml
     assert task_moids
     tasks = "".join(f'<objectSet><obj type="Task">{t}</obj><skip>false</skip></objectSet>' for t in task_moids)
     time.sleep(0.1)
-    reply = assert_same_replies(s, tasks, "Task", page=1)
+    reply = assert_same_replies(s, tasks, {"Task": None}, page=1)
     assert b"<startTime>" in reply and b"<completeTime>" in reply  # times through the lab's encoder
     assert encoded(info)[1] == 0

@@ -59,7 +59,8 @@ func readPassword(path string) (string, error) {
 
 func run(scenarioFile, listen, user, passwordFile, stateDir string, useTLS bool) error {
 	started := time.Now()
-	defer startProfile()()
+	stopProfile := startProfile()
+	defer stopProfile()
 	password, err := readPassword(passwordFile)
 	if err != nil {
 		return err
@@ -122,6 +123,7 @@ func run(scenarioFile, listen, user, passwordFile, stateDir string, useTLS bool)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
+	stopProfile() // before the clean-up, which may outlast the launcher's grace period
 	log.Printf("lab vCenter stopping")
 	return nil
 }

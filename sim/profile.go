@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	rpprof "runtime/pprof"
+	"sync"
 )
 
 // startProfile starts the CPU profile asked for by RUNBOOK_LAB_CPUPROFILE; the function returned stops it.
@@ -33,9 +34,12 @@ func startProfile() func() {
 		return func() {}
 	}
 	log.Printf("lab vCenter: CPU profile to %s", path)
+	var once sync.Once
 	return func() {
-		rpprof.StopCPUProfile()
-		_ = f.Close()
+		once.Do(func() {
+			rpprof.StopCPUProfile()
+			_ = f.Close()
+		})
 	}
 }
 

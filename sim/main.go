@@ -89,6 +89,7 @@ func run(scenarioFile, listen, user, passwordFile, stateDir string, useTLS bool)
 		return err
 	}
 	applyFixups(inv, s)
+	startHostMemory()
 	fixEventTemplates()
 	checkerRef := *simulator.Map.Get(types.ManagedObjectReference{Type: "ServiceInstance", Value: "ServiceInstance"}).(*simulator.ServiceInstance).Content.VmProvisioningChecker
 	checker := &ProvisioningChecker{}

@@ -249,3 +249,96 @@ func appendPageObjects(ctx *simulator.Context, b []byte, refs []types.ManagedObj
 	}
 	return b, err
 }
+
+// selectObjects is the first half of the simulator's collect for a logged-in session: the objects a
+// filter selects (its object specs and their traversals), each once, in order, still existing and with
+// a property spec that applies to it. The stock one also builds an empty result per object and looks
+// a type up by reflection for every object and property spec that does not match it, which made the
+// first page of a 45,000-VM read wait seconds.
+func selectObjects(ctx *simulator.Context, req *types.RetrievePropertiesEx) ([]types.ManagedObjectReference, types.BaseMethodFault) {
+	var refs []types.ManagedObjectReference
+	specs := map[string]*types.TraversalSpec{}
+	for _, spec := range req.SpecSet {
+		for _, o := range spec.ObjectSet {
+			var rval reflect.Value
+			ok := false
+			ctx.WithLock(o.Obj, func() { rval, ok = pageObject(ctx, o.Obj) })
+			if !ok {
+				if !isTrue(spec.ReportMissingObjectsInResults) {
+					return nil, &types.ManagedObjectNotFound{Obj: o.Obj}
+				}
+				continue
+			}
+			if o.SelectSet == nil || !isTrue(o.Skip) {
+				refs = append(refs, o.Obj)
+			}
+			if fault := traverse(ctx, specs, rval, o.SelectSet, &refs); fault != nil {
+				return nil, fault
+			}
+		}
+	}
+	var props []types.PropertySpec
+	for _, spec := range req.SpecSet {
+		props = append(props, spec.PropSet...)
+	}
+	seen := map[types.ManagedObjectReference]bool{}
+	selected := make([]types.ManagedObjectReference, 0, len(refs))
+	for _, ref := range refs {
+		if seen[ref] {
+			continue
+		}
+		exists, applies := false, false
+		ctx.WithLock(ref, func() {
+			rval, ok := pageObject(ctx, ref)
+			if !ok {
+				return
+			}
+			exists = true
+			for _, p := range props {
+				applies = applies || specApplies(rval.Type(), ref, p.Type)
+			}
+		})
+		seen[ref] = exists
+		if applies {
+			selected = append(selected, ref)
+		}
+	}
+	return selected, nil
+}
+
+// traverse is the simulator's retrieveResult.selectSet.
+func traverse(ctx *simulator.Context, specs map[string]*types.TraversalSpec, obj reflect.Value,
+	set []types.BaseSelectionSpec, refs *[]types.ManagedObjectReference) types.BaseMethodFault {
+	for _, ss := range set {
+		if ts, ok := ss.(*types.TraversalSpec); ok && ts.Name != "" {
+			specs[ts.Name] = ts
+		}
+	}
+	for _, ss := range set {
+		ts, ok := ss.(*types.TraversalSpec)
+		if !ok {
+			if ts = specs[ss.GetSelectionSpec().Name]; ts == nil {
+				return &types.InvalidArgument{InvalidProperty: "undefined TraversalSpec name"}
+			}
+		}
+		f, _ := pageFieldValue(obj, ts.Path)
+		var found []types.ManagedObjectReference
+		switch v := f.(type) {
+		case types.ManagedObjectReference:
+			found = []types.ManagedObjectReference{v}
+		case *types.ArrayOfManagedObjectReference:
+			found = v.ManagedObjectReference
+		}
+		for _, ref := range found {
+			if !isTrue(ts.Skip) {
+				*refs = append(*refs, ref)
+			}
+			if rval, ok := pageObject(ctx, ref); ok {
+				if fault := traverse(ctx, specs, rval, ts.SelectSet, refs); fault != nil {
+					return fault
+				}
+			}
+		}
+	}
+	return nil
+}

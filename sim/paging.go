@@ -6,7 +6,8 @@ package main
 // CancelRetrievePropertiesEx(token) drops what is left. The stock simulator ignores maxObjects and
 // knows neither method.
 //
-// The objects are selected once, at the first call (the filter's traversal, no properties); each
+// The objects are selected once, at the first call (the filter's traversal, no properties; the lab's
+// selectObjects for a logged-in session, else the stock collector); each
 // page's properties are collected and encoded when that page is asked for. A client that asks for
 // the next page as soon as it has a page's token (the token comes before the objects in the reply)
 // has the lab build that page while it reads the one it has, as a vCenter would.
@@ -92,14 +93,25 @@ func (p *pagingCollector) RetrievePropertiesEx(ctx *simulator.Context, req *type
 			props = append(props, ps)
 		}
 	}
-	res := pc.RetrievePropertiesEx(ctx, &sel)
-	body, ok := res.(*methods.RetrievePropertiesExBody)
-	if !ok || body.Fault_ != nil || body.Res == nil || body.Res.Returnval == nil {
-		return res
-	}
-	refs := make([]types.ManagedObjectReference, 0, len(body.Res.Returnval.Objects))
-	for _, o := range body.Res.Returnval.Objects {
-		refs = append(refs, o.Obj)
+	var refs []types.ManagedObjectReference
+	if ctx.Session != nil { // the lab selects (collect.go)
+		var fault types.BaseMethodFault
+		if refs, fault = selectObjects(ctx, req); fault != nil {
+			msg := "" // as the stock collector answers
+			if _, ok := fault.(*types.ManagedObjectNotFound); ok {
+				msg = "The object has already been deleted or has not been completely created"
+			}
+			return &methods.RetrievePropertiesExBody{Fault_: simulator.Fault(msg, fault)}
+		}
+	} else {
+		res := pc.RetrievePropertiesEx(ctx, &sel)
+		body, ok := res.(*methods.RetrievePropertiesExBody)
+		if !ok || body.Fault_ != nil || body.Res == nil || body.Res.Returnval == nil {
+			return res
+		}
+		for _, o := range body.Res.Returnval.Objects {
+			refs = append(refs, o.Obj)
+		}
 	}
 	left := &pagedResult{collector: p.target, session: sessionKey(ctx), props: props, refs: refs, size: size}
 	page, fault := left.page(ctx, pc)

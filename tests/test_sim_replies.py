@@ -34,7 +34,7 @@ class Soap:
         self.call("Login", f'<_this type="SessionManager">{self.ref["sessionManager"]}</_this>'
                            f'<userName>{escape(info.username)}</userName><password>{escape(info.password)}</password>')
 
-    def call(self, method: str, inner: str) -> bytes:
+    def call(self, method: str, inner: str, status: int = 200) -> bytes:
         headers = {"Content-Type": "text/xml", "SOAPAction": "urn:vim25/7.0"}
         if self.cookie:
             headers["Cookie"] = self.cookie
@@ -44,7 +44,7 @@ class Soap:
         data = reply.read()
         if reply.getheader("Set-Cookie"):
             self.cookie = reply.getheader("Set-Cookie").split(";")[0]
-        assert reply.status == 200, data[:500]
+        assert reply.status == status, data[:500]
         return data
 
     def view(self) -> str:
@@ -167,3 +167,49 @@ def test_replies_follow_a_move_and_encode_tasks(fresh_lab) -> None:
     reply = assert_same_replies(s, tasks, {"Task": None}, page=1)
     assert b"<startTime>" in reply and b"<completeTime>" in reply  # times through the lab's encoder
     assert encoded(info)[1] == 0
+
+
+FOLDERS = ('<objectSet><obj type="Folder">{root}</obj><skip>false</skip>'
+           '<selectSet xsi:type="TraversalSpec"><name>folders</name><type>Folder</type><path>childEntity</path>'
+           '<skip>false</skip><selectSet><name>folders</name></selectSet><selectSet><name>dcVms</name></selectSet>'
+           '</selectSet><selectSet xsi:type="TraversalSpec"><name>dcVms</name><type>Datacenter</type>'
+           '<path>vmFolder</path><skip>false</skip><selectSet><name>folders</name></selectSet></selectSet>'
+           '</objectSet>')
+
+
+def test_selection_by_named_traversals_and_a_missing_object(fresh_lab) -> None:
+    """The lab's selection of a filter's objects (collect.go selectObjects) is the simulator's: a folder
+    walk by named selection specs, an unknown object (fault), an unknown one reported missing, an unknown
+    selection spec name (fault)."""
+    info = fresh_lab("standalone")
+    s = Soap(info)
+    props = {"VirtualMachine": ["name", "runtime.host"], "Folder": ["name"], "Datacenter": ["name"]}
+    walk = assert_same_replies(s, FOLDERS.format(root=s.ref["rootFolder"]), props)
+    assert walk.count(b'<obj type="VirtualMachine">') > 3 and b'<obj type="Datacenter">' in walk
+    vms_only = assert_same_replies(s, s.view_objects(), {"VirtualMachine": ["name"]})  # a view of every entity
+    assert vms_only.count(b"<objects>") == vms_only.count(b'<obj type="VirtualMachine">') > 3
+
+    vm = re.search(rb'<obj type="VirtualMachine">([^<]+)<', walk).group(1).decode()
+    twice = 2 * f'<objectSet><obj type="VirtualMachine">{vm}</obj><skip>false</skip></objectSet>'
+    assert assert_same_replies(s, twice, {"VirtualMachine": ["name"]}, page=1).count(b"<objects>") == 1
+
+    missing = '<objectSet><obj type="VirtualMachine">vm-999999</obj><skip>false</skip></objectSet>'
+    pc = f'<_this type="PropertyCollector">{s.ref["propertyCollector"]}</_this>'
+
+    def fault(spec: str, options: str) -> bytes:
+        return s.call("RetrievePropertiesEx", f"{pc}<specSet>{spec}</specSet><options>{options}</options>", status=500)
+
+    spec = f"<propSet><type>VirtualMachine</type><pathSet>name</pathSet></propSet>{missing}"
+    stock = fault(spec, "")
+    assert b"ManagedObjectNotFound" in stock
+    assert fault(spec, "<maxObjects>2</maxObjects>") == stock
+    reported = spec + "<reportMissingObjectsInResults>true</reportMissingObjectsInResults>"
+    stock = s.call("RetrievePropertiesEx", f"{pc}<specSet>{reported}</specSet><options></options>")
+    paged = s.call("RetrievePropertiesEx", f"{pc}<specSet>{reported}</specSet><options><maxObjects>2</maxObjects></options>")
+    assert paged == stock and b"<returnval></returnval>" in stock
+    unnamed = FOLDERS.format(root=s.ref["rootFolder"]).replace("<selectSet><name>dcVms</name></selectSet>",
+                                                              "<selectSet><name>nowhere</name></selectSet>")
+    spec = f"<propSet><type>Folder</type><pathSet>name</pathSet></propSet>{unnamed}"
+    stock = fault(spec, "")
+    assert b"InvalidArgument" in stock
+    assert fault(spec, "<maxObjects>2</maxObjects>") == stock

@@ -205,7 +205,8 @@ def test_selection_by_named_traversals_and_a_missing_object(fresh_lab) -> None:
     assert fault(spec, "<maxObjects>2</maxObjects>") == stock
     reported = spec + "<reportMissingObjectsInResults>true</reportMissingObjectsInResults>"
     stock = s.call("RetrievePropertiesEx", f"{pc}<specSet>{reported}</specSet><options></options>")
-    paged = s.call("RetrievePropertiesEx", f"{pc}<specSet>{reported}</specSet><options><maxObjects>2</maxObjects></options>")
+    paged = s.call("RetrievePropertiesEx",
+                   f"{pc}<specSet>{reported}</specSet><options><maxObjects>2</maxObjects></options>")
     assert paged == stock and b"<returnval></returnval>" in stock
     unnamed = FOLDERS.format(root=s.ref["rootFolder"]).replace("<selectSet><name>dcVms</name></selectSet>",
                                                               "<selectSet><name>nowhere</name></selectSet>")

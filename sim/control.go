@@ -33,7 +33,8 @@ type controlFunc func(req *controlRequest) (interface{}, error)
 var controls = map[string]controlFunc{
 	"/lab/requests": func(*controlRequest) (interface{}, error) {
 		return map[string]int64{"requests": atomic.LoadInt64(&lab.requests),
-			"reply_bytes": atomic.LoadInt64(&replyBytes)}, nil
+			"reply_bytes": atomic.LoadInt64(&replyBytes), "objects_encoded_fast": atomic.LoadInt64(&encodedFast),
+			"objects_encoded_stock": atomic.LoadInt64(&encodedStock)}, nil
 	},
 	"/lab/migration-seconds": setMigrationSeconds,
 	"/lab/fault":             injectFault,

@@ -29,9 +29,13 @@ func main() {
 	passwordFile := flag.String("password-file", "", "file holding the password (mode 0600), or - for stdin")
 	stateDir := flag.String("state-dir", ".", "directory for the ready file, certificate and datastore files")
 	useTLS := flag.Bool("tls", false, "serve HTTPS with a generated self-signed certificate")
+	dataDir := flag.String("data-dir", "", "directory for the datastores' files (default STATE-DIR/datastores; removed at stop)")
 	flag.Parse()
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
-	if err := run(*scenarioFile, *listen, *user, *passwordFile, *stateDir, *useTLS); err != nil {
+	if *dataDir == "" {
+		*dataDir = filepath.Join(*stateDir, "datastores")
+	}
+	if err := run(*scenarioFile, *listen, *user, *passwordFile, *stateDir, *dataDir, *useTLS); err != nil {
 		log.Printf("lab vCenter: %v", err)
 		os.Exit(1)
 	}
@@ -57,8 +61,10 @@ func readPassword(path string) (string, error) {
 	return pw, nil
 }
 
-func run(scenarioFile, listen, user, passwordFile, stateDir string, useTLS bool) error {
+func run(scenarioFile, listen, user, passwordFile, stateDir, dataDir string, useTLS bool) error {
 	started := time.Now()
+	stopProfile := startProfile()
+	defer stopProfile()
 	password, err := readPassword(passwordFile)
 	if err != nil {
 		return err
@@ -68,7 +74,6 @@ func run(scenarioFile, listen, user, passwordFile, stateDir string, useTLS bool)
 		return err
 	}
 	lab.scenario, lab.user = s, user
-	dataDir := filepath.Join(stateDir, "datastores")
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
@@ -87,6 +92,7 @@ func run(scenarioFile, listen, user, passwordFile, stateDir string, useTLS bool)
 		return err
 	}
 	applyFixups(inv, s)
+	startHostMemory()
 	fixEventTemplates()
 	checkerRef := *simulator.Map.Get(types.ManagedObjectReference{Type: "ServiceInstance", Value: "ServiceInstance"}).(*simulator.ServiceInstance).Content.VmProvisioningChecker
 	checker := &ProvisioningChecker{}
@@ -103,6 +109,7 @@ func run(scenarioFile, listen, user, passwordFile, stateDir string, useTLS bool)
 	server := m.Service.NewServer()
 	defer server.Close()
 	registerControls(m.Service.ServeMux)
+	registerPprof(m.Service.ServeMux)
 	server.Config.Handler = soapMiddleware(server.Config.Handler)
 
 	u := *server.URL
@@ -120,6 +127,7 @@ func run(scenarioFile, listen, user, passwordFile, stateDir string, useTLS bool)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
+	stopProfile() // before the clean-up, which may outlast the launcher's grace period
 	log.Printf("lab vCenter stopping")
 	return nil
 }

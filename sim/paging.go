@@ -6,7 +6,8 @@ package main
 // CancelRetrievePropertiesEx(token) drops what is left. The stock simulator ignores maxObjects and
 // knows neither method.
 //
-// The objects are selected once, at the first call (the filter's traversal, no properties); each
+// The objects are selected once, at the first call (the filter's traversal, no properties; the lab's
+// selectObjects for a logged-in session, else the stock collector); each
 // page's properties are collected and encoded when that page is asked for. A client that asks for
 // the next page as soon as it has a page's token (the token comes before the objects in the reply)
 // has the lab build that page while it reads the one it has, as a vCenter would.
@@ -37,6 +38,7 @@ type pagedResult struct {
 	props     []types.PropertySpec
 	refs      []types.ManagedObjectReference
 	size      int
+	sizeHint  int // bytes of the last page, to size the next one's buffer
 	used      time.Time
 }
 
@@ -91,21 +93,32 @@ func (p *pagingCollector) RetrievePropertiesEx(ctx *simulator.Context, req *type
 			props = append(props, ps)
 		}
 	}
-	res := pc.RetrievePropertiesEx(ctx, &sel)
-	body, ok := res.(*methods.RetrievePropertiesExBody)
-	if !ok || body.Fault_ != nil || body.Res == nil || body.Res.Returnval == nil {
-		return res
-	}
-	refs := make([]types.ManagedObjectReference, 0, len(body.Res.Returnval.Objects))
-	for _, o := range body.Res.Returnval.Objects {
-		refs = append(refs, o.Obj)
+	var refs []types.ManagedObjectReference
+	if ctx.Session != nil { // the lab selects (collect.go)
+		var fault types.BaseMethodFault
+		if refs, fault = selectObjects(ctx, req); fault != nil {
+			msg := "" // as the stock collector answers
+			if _, ok := fault.(*types.ManagedObjectNotFound); ok {
+				msg = "The object has already been deleted or has not been completely created"
+			}
+			return &methods.RetrievePropertiesExBody{Fault_: simulator.Fault(msg, fault)}
+		}
+	} else {
+		res := pc.RetrievePropertiesEx(ctx, &sel)
+		body, ok := res.(*methods.RetrievePropertiesExBody)
+		if !ok || body.Fault_ != nil || body.Res == nil || body.Res.Returnval == nil {
+			return res
+		}
+		for _, o := range body.Res.Returnval.Objects {
+			refs = append(refs, o.Obj)
+		}
 	}
 	left := &pagedResult{collector: p.target, session: sessionKey(ctx), props: props, refs: refs, size: size}
 	page, fault := left.page(ctx, pc)
 	if fault != nil {
 		return &methods.RetrievePropertiesExBody{Fault_: simulator.Fault("", fault)}
 	}
-	return &methods.RetrievePropertiesExBody{Res: &types.RetrievePropertiesExResponse{Returnval: page}}
+	return &rawRetrieveBody{Res: &RetrievePropertiesExResponse{Raw: page}}
 }
 
 func (p *pagingCollector) ContinueRetrievePropertiesEx(ctx *simulator.Context, req *types.ContinueRetrievePropertiesEx) soap.HasFault {
@@ -121,7 +134,7 @@ func (p *pagingCollector) ContinueRetrievePropertiesEx(ctx *simulator.Context, r
 	if fault != nil {
 		return &methods.ContinueRetrievePropertiesExBody{Fault_: simulator.Fault("", fault)}
 	}
-	return &methods.ContinueRetrievePropertiesExBody{Res: &types.ContinueRetrievePropertiesExResponse{Returnval: *page}}
+	return &rawContinueBody{Res: &ContinueRetrievePropertiesExResponse{Raw: page}}
 }
 
 func (p *pagingCollector) CancelRetrievePropertiesEx(ctx *simulator.Context, req *types.CancelRetrievePropertiesEx) soap.HasFault {
@@ -145,31 +158,98 @@ func takeToken(ctx *simulator.Context, token string) (*pagedResult, types.BaseMe
 	return left, nil
 }
 
-// page collects the next page's properties; what is left after it is kept under a new token.
-func (r *pagedResult) page(ctx *simulator.Context, pc *simulator.PropertyCollector) (*types.RetrieveResult, types.BaseMethodFault) {
+// A page's reply, encoded by the lab (fastxml.go): the simulator writes the bytes of Raw (the marker
+// of the page, splice.go) as the content of the response element named after the type
+// (<RetrievePropertiesExResponse xmlns="urn:vim25">...</RetrievePropertiesExResponse>), as it does
+// for its own response types.
+type RetrievePropertiesExResponse struct {
+	Raw []byte `xml:",innerxml"`
+}
+
+type ContinueRetrievePropertiesExResponse struct {
+	Raw []byte `xml:",innerxml"`
+}
+
+type rawRetrieveBody struct {
+	Res *RetrievePropertiesExResponse
+}
+
+func (b *rawRetrieveBody) Fault() *soap.Fault { return nil }
+
+type rawContinueBody struct {
+	Res *ContinueRetrievePropertiesExResponse
+}
+
+func (b *rawContinueBody) Fault() *soap.Fault { return nil }
+
+// page collects the next page's properties and encodes them as a <returnval> element, held for the
+// reply's writer (splice.go; the marker is returned); what is left after it is kept under a new token.
+func (r *pagedResult) page(ctx *simulator.Context, pc *simulator.PropertyCollector) ([]byte, types.BaseMethodFault) {
 	n := r.size
 	if n > len(r.refs) {
 		n = len(r.refs)
 	}
+	refs := r.refs[:n]
+	r.refs = r.refs[n:]
+	own := ctx.Session != nil // the lab collects (collect.go) unless a spec asks for all properties
+	for _, p := range r.props {
+		own = own && !isTrue(p.All)
+	}
+	var stock *types.RetrieveResult
+	if !own && n > 0 {
+		var fault types.BaseMethodFault
+		if stock, fault = r.stockCollect(ctx, pc, refs); fault != nil {
+			return nil, fault
+		}
+	}
+	token := r.keep()
+	buf := newPageBuffer(r.sizeHint)
+	b := append(*buf, "<returnval>"...)
+	if token != "" {
+		b = append(b, "<token>"...)
+		b = appendEscaped(b, token)
+		b = append(b, "</token>"...)
+	}
+	var err error
+	if own {
+		b, err = appendPageObjects(ctx, b, refs, r.props)
+	} else if stock != nil {
+		b, err = appendObjects(b, stock.Objects)
+	}
+	if err != nil {
+		pageBuffers.Put(buf)
+		return nil, &types.SystemError{Reason: "encoding a page failed: " + err.Error()}
+	}
+	b = append(b, "</returnval>"...)
+	r.sizeHint = len(b) + len(b)/8
+	*buf = b
+	return holdPage(buf), nil
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+// stockCollect collects the page's objects with the simulator's collector.
+func (r *pagedResult) stockCollect(ctx *simulator.Context, pc *simulator.PropertyCollector, refs []types.ManagedObjectReference) (*types.RetrieveResult, types.BaseMethodFault) {
 	spec := types.PropertyFilterSpec{PropSet: r.props, ReportMissingObjectsInResults: types.NewBool(true)}
-	for _, ref := range r.refs[:n] {
+	for _, ref := range refs {
 		spec.ObjectSet = append(spec.ObjectSet, types.ObjectSpec{Obj: ref, Skip: types.NewBool(false)})
 	}
-	result := &types.RetrieveResult{}
-	if n > 0 {
-		res := pc.RetrievePropertiesEx(ctx, &types.RetrievePropertiesEx{This: r.collector,
-			SpecSet: []types.PropertyFilterSpec{spec}})
-		body, _ := res.(*methods.RetrievePropertiesExBody)
-		if body == nil || body.Fault_ != nil {
-			return nil, &types.SystemError{Reason: "collecting a page failed"}
-		}
-		if body.Res != nil && body.Res.Returnval != nil {
-			result = body.Res.Returnval
-		}
+	res := pc.RetrievePropertiesEx(ctx, &types.RetrievePropertiesEx{This: r.collector,
+		SpecSet: []types.PropertyFilterSpec{spec}})
+	body, _ := res.(*methods.RetrievePropertiesExBody)
+	if body == nil || body.Fault_ != nil {
+		return nil, &types.SystemError{Reason: "collecting a page failed"}
 	}
-	r.refs = r.refs[n:]
+	if body.Res == nil || body.Res.Returnval == nil {
+		return &types.RetrieveResult{}, nil
+	}
+	return body.Res.Returnval, nil
+}
+
+// keep keeps what is left under a new token (returned; none when nothing is left).
+func (r *pagedResult) keep() string {
 	if len(r.refs) == 0 {
-		return result, nil
+		return ""
 	}
 	paged.Lock()
 	defer paged.Unlock()
@@ -180,8 +260,8 @@ func (r *pagedResult) page(ctx *simulator.Context, pc *simulator.PropertyCollect
 		}
 	}
 	paged.next++
-	result.Token = fmt.Sprintf("lab-page-%d", paged.next)
+	token := fmt.Sprintf("lab-page-%d", paged.next)
 	r.used = now
-	paged.results[result.Token] = r
-	return result, nil
+	paged.results[token] = r
+	return token
 }

@@ -113,6 +113,9 @@ func soapMiddleware(next http.Handler) http.Handler {
 		if kind, ok := proxied[method]; ok {
 			body = reroute(body, method, kind)
 		}
+		if method == "RetrievePropertiesEx" || method == "ContinueRetrievePropertiesEx" {
+			w = &splicingWriter{ResponseWriter: w} // pages encoded by the lab (splice.go)
+		}
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
 		if method == "Fetch" {

@@ -60,3 +60,15 @@ def test_the_chart_is_written_as_png(tmp_path):
     path = timeline_chart(moves, rows, Limits(), tmp_path / "timeline.png")
     assert path.read_bytes().startswith(b"\x89PNG")
     assert timeline_chart([], {}, Limits(), tmp_path / "none.png") is None
+
+
+def test_hosts_carrying_the_same_count_stay_visible_one_under_another():
+    """Both hosts of every move carry it at once (the source and the target): their lines coincide, so each
+    is drawn in its own width or dash, never two alike (the demo's chart hid esx-02 under esx-03)."""
+    moves, rows = _moves([0.0, 0.0, 0.0])
+    rows["vm-02"] = move_of({"vm": "vm-02", "source_host": "esx-01", "target_host": "esx-03", "move_kind": "vmotion"})
+    load = timeline_figure(moves, rows, Limits(vmotions_per_host=8)).axes[2]
+    hosts = [line for line in load.get_lines() if line.get_label().startswith("esx-")]
+    assert sorted(line.get_label() for line in hosts) == ["esx-01", "esx-02", "esx-03"]
+    looks = {(line.get_linewidth(), line.get_linestyle()) for line in hosts}
+    assert len(looks) == len(hosts), looks

@@ -134,10 +134,12 @@ def timeline_figure(moves: Sequence[dict[str, Any]], rows: dict[str, Move], limi
     _outage_panel(outage, [m.get("outage_ms") for m, _, _ in spans], MaxNLocator)
     points = sorted({(s - t0).total_seconds() for _, s, _ in spans} | {(e - t0).total_seconds() for _, _, e in spans})
     hosts = sorted({h for m, _, _ in spans if m["vm"] in rows for h in rows[m["vm"]].hosts})
-    for host in hosts:
+    for i, host in enumerate(hosts):
         counts = [sum(1 for m, s, e in spans if m["vm"] in rows and host in rows[m["vm"]].hosts
                       and (s - t0).total_seconds() <= t < (e - t0).total_seconds()) for t in points]
-        load.step(points, counts, where="post", label=host)
+        # hosts often carry the same count at once: each later line thinner and dashed, so none hides another
+        load.step(points, counts, where="post", label=host, linewidth=max(1.0, 3.2 - 0.8 * i),
+                  linestyle=("-", "--", ":", "-.")[i % 4])
     limit = max((limits.vmotions_on(h) for h in hosts), default=0)
     if limit:
         load.axhline(limit, color="#c62828", linestyle="--", label=f"vMotion limit per host ({limit})")

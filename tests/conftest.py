@@ -6,6 +6,7 @@ take ``fresh_lab`` (a throw-away lab of their own, any scenario) so that they ne
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,14 @@ def lab_env(info: lab_mod.LabInfo) -> dict[str, str]:
     env = {"GOVC_URL": info.url, "GOVC_USERNAME": info.username, "GOVC_PASSWORD": info.password}
     if info.ca_file:
         env["GOVC_TLS_CA_CERTS"] = str(info.ca_file)
+    return env
+
+
+def cli_env(info: lab_mod.LabInfo, root: Path) -> dict[str, str]:
+    """The environment of a `runbook` command against a lab: this process's, with the lab's govc variables
+    instead of any others, records under ``root/reports``, and no embedded lab to fall back on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVC_")}
+    env.update(lab_env(info), RUNBOOK_REPORTS=str(root / "reports"), RUNBOOK_LAB_DIR=str(root / "none"))
     return env
 
 

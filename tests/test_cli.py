@@ -21,13 +21,11 @@ def runbook(args: list[str], env: dict[str, str], timeout: float = 180) -> subpr
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """One lab for the refusals (none of them may change it: each test checks that)."""
-    from conftest import lab_env, running_lab
+    from conftest import cli_env, running_lab
 
     root = tmp_path_factory.mktemp("cli")
     with running_lab(root / "lab") as info:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GOVC_")}
-        env.update(lab_env(info), RUNBOOK_REPORTS=str(root / "reports"), RUNBOOK_LAB_DIR=str(root / "none"))
-        yield info, env
+        yield info, cli_env(info, root)
 
 
 def placement(info) -> dict:

@@ -3,7 +3,6 @@ run needs (papermill, the kernel's client) before it knows the names exist."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_env, running_lab
+from conftest import cli_env, running_lab
 
 PROBE = """
 import json, sys
@@ -42,8 +41,7 @@ MARK = f"RUNBOOK_TEST_MARK={uuid.uuid4().hex}"
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("refusal")
     with running_lab(root / "lab") as info:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GOVC_")}
-        env.update(lab_env(info), RUNBOOK_REPORTS=str(root / "reports"), RUNBOOK_LAB_DIR=str(root / "none"))
+        env = cli_env(info, root)
         env.update([MARK.split("=", 1)])
         yield env
 

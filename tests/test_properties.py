@@ -1,11 +1,13 @@
 """Bulk retrieval: the fast reader (runbook.fastsoap) and pyvmomi give the same records and tables."""
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 from pyVmomi import vim
 
-from runbook.vsphere import fastsoap, soapdata
+from runbook.vsphere import devices, fastsoap, forked, properties, soapdata
 import runbook_lab as lab_mod
 from runbook.vsphere.connection import Settings
 from runbook.vsphere.inventory import read_inventory, read_vm_table
@@ -23,9 +25,13 @@ def _both_ways(info: lab_mod.LabInfo, monkeypatch: pytest.MonkeyPatch):
     with connect(_settings(info)) as si:
         assert fastsoap.usable(si)
         monkeypatch.setenv("RUNBOOK_FAST_SOAP", "1")
+        monkeypatch.setenv("RUNBOOK_READ_FORK", "0")  # the devices read on a thread
+        threaded, threaded_vms = read_inventory(si), read_vm_table(si)
+        monkeypatch.setenv("RUNBOOK_READ_FORK", "1")  # ... and by a child process, where the machine can
         fast, fast_vms = read_inventory(si), read_vm_table(si)
         monkeypatch.setenv("RUNBOOK_FAST_SOAP", "0")
         slow, slow_vms = read_inventory(si), read_vm_table(si)
+    _assert_same(threaded, threaded_vms, slow, slow_vms)
     return fast, fast_vms, slow, slow_vms
 
 
@@ -217,3 +223,88 @@ def test_guest_addresses_read_from_the_xml_are_those_of_every_nic_once(si):
             vim.vm.GuestInfo.NicInfo(ipAddress=["10.0.0.5", "192.168.1.9"]), vim.vm.GuestInfo.NicInfo()]
     assert _guest_ips(raw) == _guest_ips(nics) == ["10.0.0.5", "fe80::1", "192.168.1.9"]
     assert _guest_ips(None) == []
+
+
+_VM_DEVICES = {vim.VirtualMachine: ["name", "config.hardware.device"]}
+_DEVICES_APART = {"alongside": {vim.VirtualMachine: ["config.hardware.device"]},
+                  "digest": {"config.hardware.device": devices.facts}, "keep_devices": devices.CLASSES,
+                  "raw": ["config.hardware.device"], "fast": True}
+
+
+def _children(monkeypatch) -> list[int]:
+    """The pids of the read's children, as they are forked."""
+    pids: list[int] = []
+    start = forked.start
+
+    def recorded(fn):
+        child = start(fn)
+        if child is not None:
+            pids.append(child.pid)
+        return child
+
+    monkeypatch.setattr(forked, "start", recorded)
+    return pids
+
+
+def test_a_read_apart_comes_from_a_child_process_and_agrees_with_the_thread(si, monkeypatch, caplog):
+    monkeypatch.setenv("RUNBOOK_READ_FORK", "1")
+    if not forked.enabled():
+        pytest.skip("this machine does not fork reads (one CPU)")
+    pids = _children(monkeypatch)
+    with container_view(si, None, [vim.VirtualMachine]) as view:
+        by_child = retrieve_view(si, view, _VM_DEVICES, **_DEVICES_APART)
+        monkeypatch.setenv("RUNBOOK_READ_FORK", "0")
+        by_thread = retrieve_view(si, view, _VM_DEVICES, **_DEVICES_APART)
+    assert len(pids) == 1 and not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+    assert "reading it in this process" not in caplog.text
+    assert by_child.keys() == by_thread.keys() and by_child
+    assert any(r["config.hardware.device"] for r in by_child.values())
+    assert {m: r["config.hardware.device"] for m, r in by_child.items()} == \
+        {m: r["config.hardware.device"] for m, r in by_thread.items()}
+
+
+def test_a_child_that_fails_costs_time_not_the_result(si, monkeypatch, caplog):
+    monkeypatch.setenv("RUNBOOK_READ_FORK", "1")
+    if not forked.enabled():
+        pytest.skip("this machine does not fork reads (one CPU)")
+    with container_view(si, None, [vim.VirtualMachine]) as view:
+        expected = retrieve_view(si, view, _VM_DEVICES, **_DEVICES_APART)
+        parent = os.getpid()
+        digest = devices.facts
+
+        def fails_in_the_child(value):
+            if os.getpid() != parent:
+                raise RuntimeError("the child's digest failed")
+            return digest(value)
+
+        caplog.set_level("INFO", logger="runbook")
+        got = retrieve_view(si, view, _VM_DEVICES, **{**_DEVICES_APART,
+                                                      "digest": {"config.hardware.device": fails_in_the_child}})
+    assert "RuntimeError" in caplog.text and "reading it in this process" in caplog.text
+    assert got == expected
+
+
+def test_an_interrupted_read_leaves_no_child_behind(si, monkeypatch):
+    monkeypatch.setenv("RUNBOOK_READ_FORK", "1")
+    if not forked.enabled():
+        pytest.skip("this machine does not fork reads (one CPU)")
+    pids = _children(monkeypatch)
+    parent = os.getpid()
+    retrieve = properties._retrieve
+
+    def interrupted(*args, **kwargs):
+        if os.getpid() == parent and pids:  # the parent's own request, once the child runs
+            raise KeyboardInterrupt
+        return retrieve(*args, **kwargs)
+
+    monkeypatch.setattr(properties, "_retrieve", interrupted)
+    with container_view(si, None, [vim.VirtualMachine]) as view, pytest.raises(KeyboardInterrupt):
+        retrieve_view(si, view, _VM_DEVICES, **_DEVICES_APART)
+    assert len(pids) == 1 and not os.path.exists(f"/proc/{pids[0]}")
+
+
+def test_a_fault_during_a_read_apart_is_raised_like_pyvmomi(si):
+    view = si.content.viewManager.CreateContainerView(si.content.rootFolder, [vim.VirtualMachine], True)
+    view.DestroyView()
+    with pytest.raises(vmodl_fault()):
+        retrieve_view(si, view, _VM_DEVICES, **_DEVICES_APART)

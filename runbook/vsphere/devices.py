@@ -51,15 +51,20 @@ def datastore_of_path(path: str | None) -> str | None:
     return None
 
 
-def read(value: Any, name_of: Callable[[str | None], str | None]) -> tuple[list, list, list]:
-    """(disks, nics, cdroms) rows of one VM's ``config.hardware.device`` value.
+_DISK, _NIC, _CDROM = 0, 1, 2
 
-    ``name_of(moid)`` names a datastore or network (None for None).
+
+def facts(value: Any) -> tuple[tuple, ...]:
+    """What the VM table needs of one VM's ``config.hardware.device`` value, as plain tuples (cheap to pickle:
+    a bulk read may digest devices in a child process).
+
+    Each device is a tuple led by its family; a datastore or network is its moid (or port group key),
+    named by :func:`named`.
     """
     a = value.access if isinstance(value, Raw) else OBJECTS
     items = value.elem if isinstance(value, Raw) else value or ()
     kind_of, get, text, number, flag, moid = a.kind, a.get, a.text, a.int, a.flag, a.moid
-    disks, nics, cdroms = [], [], []
+    out = []
     for dev in items:
         kind = kind_of(dev)
         family = _family(kind)
@@ -71,34 +76,58 @@ def read(value: Any, name_of: Callable[[str | None], str | None]) -> tuple[list,
         backing = get(dev, "backing")
         backing_kind = kind_of(backing)
         if family is Disk:
-            file = text(backing, "fileName")
-            ds = moid(backing, "datastore")
             capacity = number(dev, "capacityInBytes") or (number(dev, "capacityInKB") or 0) * 1024
-            disks.append({"key": key, "label": label, "file": file,
-                          "datastore": name_of(ds) or datastore_of_path(file), "datastore_moid": ds,
-                          "capacity_bytes": capacity,
-                          "format": disk_format(flag(backing, "thinProvisioned"), flag(backing, "eagerlyScrub"))})
+            out.append((_DISK, key, label, text(backing, "fileName"), moid(backing, "datastore"), capacity,
+                        disk_format(flag(backing, "thinProvisioned"), flag(backing, "eagerlyScrub"))))
         elif family is Nic:
+            # the port group: the name of `look` (a network's moid, a port group's key), else `fallback`
             if _is(backing_kind, _NET_BACKING):
-                pg = name_of(moid(backing, "network")) or text(backing, "deviceName")
+                look, fallback = moid(backing, "network"), text(backing, "deviceName")
             elif _is(backing_kind, _DVPORT_BACKING):
-                pg = name_of(text(get(backing, "port"), "portgroupKey"))
+                look, fallback = text(get(backing, "port"), "portgroupKey"), None
             else:
-                pg = text(backing, "deviceName")
-            nics.append({"key": key, "label": label, "port_group": pg, "mac": text(dev, "macAddress"),
-                         "device_type": kind.__name__.split(".")[-1]})
+                look, fallback = None, text(backing, "deviceName")
+            out.append((_NIC, key, label, look, fallback, text(dev, "macAddress"), kind.__name__.split(".")[-1]))
         else:
             connected = flag(get(dev, "connectable"), "connected")
             iso = ds = None
             if _is(backing_kind, _ISO_BACKING):
-                how, iso = "iso", text(backing, "fileName")
-                ds = name_of(moid(backing, "datastore")) or datastore_of_path(iso)
+                how, iso, ds = "iso", text(backing, "fileName"), moid(backing, "datastore")
             elif _is(backing_kind, _CLIENT_BACKINGS):
                 how = "client-device"
             elif _is(backing_kind, _HOST_BACKINGS):
                 how, iso = "host-device", text(backing, "deviceName")
             else:
                 how = "empty"
+            out.append((_CDROM, key, label, how, iso, ds, connected))
+    return tuple(out)
+
+
+def read(value: Any, name_of: Callable[[str | None], str | None]) -> tuple[list, list, list]:
+    """(disks, nics, cdroms) rows of one VM's ``config.hardware.device`` value.
+
+    ``name_of(moid)`` names a datastore or network (None for None).
+    """
+    return named(facts(value), name_of)
+
+
+def named(devices: tuple[tuple, ...], name_of: Callable[[str | None], str | None]) -> tuple[list, list, list]:
+    """(disks, nics, cdroms) rows of one VM's :func:`facts`, its datastores and networks named by ``name_of``."""
+    disks, nics, cdroms = [], [], []
+    for dev in devices:
+        if dev[0] == _DISK:
+            _, key, label, file, ds, capacity, fmt = dev
+            disks.append({"key": key, "label": label, "file": file,
+                          "datastore": name_of(ds) or datastore_of_path(file), "datastore_moid": ds,
+                          "capacity_bytes": capacity, "format": fmt})
+        elif dev[0] == _NIC:
+            _, key, label, look, fallback, mac, device_type = dev
+            nics.append({"key": key, "label": label, "port_group": name_of(look) or fallback, "mac": mac,
+                         "device_type": device_type})
+        else:
+            _, key, label, how, iso, ds, connected = dev
+            if how == "iso":
+                ds = name_of(ds) or datastore_of_path(iso)
             cdroms.append({"key": key, "label": label, "kind": how, "iso": iso, "datastore": ds,
                            "connected": connected})
     return disks, nics, cdroms

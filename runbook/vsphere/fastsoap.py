@@ -20,6 +20,7 @@ import contextlib
 import gc
 import io
 import itertools
+import os
 import queue
 import re
 import threading
@@ -128,6 +129,29 @@ def _wanted(head: bytes, keep: tuple[type, ...], reader: Reader) -> bool:
 _gc_lock = threading.Lock()
 _gc_paused = 0  # no_gc blocks open now, in any thread
 _gc_was_enabled = False
+
+
+def _after_fork_in_child() -> None:
+    global _gc_lock
+    _gc_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def detach(si: Any) -> None:
+    """In a forked child: make the session's stub open connections of its own.
+
+    The pooled connections' sockets are the parent's too (a request sent on one would mix the two
+    processes' replies), and the pool's lock may have been held by a parent thread at the fork. The
+    inherited connections are kept referenced, unused, so that nothing is sent on them at exit.
+    """
+    stub = si._stub
+    _inherited.append(stub.pool)
+    stub.pool, stub.lock = [], threading.Lock()
+
+
+_inherited: list = []
 
 
 @contextlib.contextmanager
@@ -365,4 +389,4 @@ class _Feed:
         return read_result(root, self.reader, self.records, self.raw)
 
 
-__all__ = ["Data", "Pruner", "Raw", "retrieve", "token_of", "usable", "vmomi_type", "prune_devices", "no_gc"]
+__all__ = ["Data", "Pruner", "Raw", "detach", "retrieve", "token_of", "usable", "vmomi_type", "prune_devices", "no_gc"]

@@ -53,8 +53,13 @@ _RAW_PATHS = ("config.hardware.device", "guest.net")
 #: of clusters and networks (see runbook.vsphere.rows: the tables read a few fields of each).
 _RAW_ALL = _RAW_PATHS + ("host", "summary", "configurationEx", "config.network.vnic",
                          "config.virtualNicManagerInfo.netConfig", "hardware.cpuPkg")
-#: Asked for in a second request at the same time as the rest (70% of the VM reply's bytes).
-_ALONGSIDE = {vim.VirtualMachine: ["config.hardware.device"]}
+#: Asked for in a second request at the same time as the rest: the devices are 70% of the VM reply's bytes,
+#: and that request is read on the other core (see properties.retrieve_view); the guests' NICs even out the
+#: two requests' parsing.
+_ALONGSIDE = {vim.VirtualMachine: ["config.hardware.device", "guest.net"]}
+#: What is kept of those paths' values, where they are read (plain values, cheap to pickle): the VM table
+#: reads these, not the values.
+_DIGEST = {"config.hardware.device": devices.facts, "guest.net": lambda value: _guest_ips(value)}
 #: Objects per page (``maxObjects``): the server builds a page while the client parses the one before,
 #: and the client never holds more than a few pages' bytes (a 45,000-VM reply is 360 MB unpaged).
 PAGE_OBJECTS = 1000
@@ -143,7 +148,7 @@ def _read(si: vim.ServiceInstance, datacenter: str | None,
     for dc_moid, dc in dcs.items():
         with container_view(si, dc["_ref"], list(types)) as view:
             found = retrieve_view(si, view, types, fast=True, keep_devices=devices.CLASSES,
-                                  raw=raw, alongside=_ALONGSIDE, max_objects=PAGE_OBJECTS)
+                                  raw=raw, alongside=_ALONGSIDE, digest=_DIGEST, max_objects=PAGE_OBJECTS)
         for moid in found:
             dc_of[moid] = dc["name"]
         records.update(found)
@@ -164,8 +169,12 @@ def _active_tasks(si: vim.ServiceInstance, content: Any) -> list[dict[str, Any]]
     return active
 
 
-def _by_type(records: Records, name: str) -> dict[str, dict[str, Any]]:
-    return {m: r for m, r in records.items() if r["_type"] == name}
+def _by_type(records: Records) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{type name: {moid: record}}``, in one pass over the records."""
+    grouped: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for moid, rec in records.items():
+        grouped[rec["_type"]][moid] = rec
+    return grouped
 
 
 def _moid(ref: Any) -> str | None:
@@ -176,25 +185,31 @@ def _name(records: Records, ref: Any) -> str | None:
     return name_in(records, ref._moId if ref is not None else None)
 
 
-def _cluster_of_host(records: Records) -> dict[str, str | None]:
-    clusters_r = _by_type(records, "ClusterComputeResource")
+def _cluster_of_host(records: Records, by_type: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str | None]:
+    clusters_r = by_type["ClusterComputeResource"]
     return {h: _name(records, r.get("parent")) if _moid(r.get("parent")) in clusters_r else None
-            for h, r in _by_type(records, "HostSystem").items()}
+            for h, r in by_type["HostSystem"].items()}
 
 
-def _vm_table(records: Records, dc_of: dict[str, str],
-              tasks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+def _vm_table(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]],
+              by_type: dict[str, dict[str, dict[str, Any]]] | None = None,
+              cluster_of_host: dict[str, str | None] | None = None) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """The VM rows and the VM table, from VM records plus the names of what they refer to."""
-    vms_r = _by_type(records, "VirtualMachine")
-    cluster_of_host = _cluster_of_host(records)
+    by_type = by_type if by_type is not None else _by_type(records)
+    vms_r = by_type["VirtualMachine"]
+    cluster_of_host = cluster_of_host if cluster_of_host is not None else _cluster_of_host(records, by_type)
     task_of_vm = {t["vm"]: t["task"] for t in tasks}
-    name_of = namer(records)
+    names = {m: r.get("name") for m, r in records.items()}
+
+    def name_of(moid: str | None) -> str | None:  # properties.name_in, from one dict
+        return None if moid is None else names.get(moid, moid)
 
     vm_rows = []
     for moid, r in vms_r.items():
-        disks, nics, cdroms = devices.read(r.get("config.hardware.device"), name_of)
+        disks, nics, cdroms = devices.named(r.get("config.hardware.device") or (), name_of)  # digested
         host_moid = _moid(r.get("runtime.host"))
-        ips = _guest_ips(r.get("guest.net"))
+        pool_moid = _moid(r.get("resourcePool"))
+        ips = list(r.get("guest.net") or ())  # digested
         primary = r.get("guest.ipAddress")
         if primary and primary not in ips:
             ips.insert(0, primary)
@@ -204,9 +219,8 @@ def _vm_table(records: Records, dc_of: dict[str, str],
         vm_rows.append({
             "name": r.get("name"), "moid": moid, "power_state": str(r.get("runtime.powerState")),
             "datacenter": dc_of.get(moid), "cluster": cluster_of_host.get(host_moid),
-            "host": _name(records, r.get("runtime.host")), "host_moid": host_moid,
-            "resource_pool": _name(records, r.get("resourcePool")),
-            "resource_pool_moid": _moid(r.get("resourcePool")),
+            "host": name_of(host_moid), "host_moid": host_moid,
+            "resource_pool": name_of(pool_moid), "resource_pool_moid": pool_moid,
             "home_datastore": datastore_of_path(vm_path), "vm_path": vm_path,
             "datastores": sorted({name_of(d) for d in moids(r.get("datastore"))}
                                  | {d["datastore"] for d in disks if d["datastore"]}
@@ -236,14 +250,15 @@ def _guest_ips(value: Any) -> list[str]:
 
 
 def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]]) -> Inventory:
-    hosts_r = _by_type(records, "HostSystem")
-    clusters_r = _by_type(records, "ClusterComputeResource")
-    ds_r = _by_type(records, "Datastore")
-    nets_r = {m: r for m, r in records.items()
+    by_type = _by_type(records)
+    hosts_r = by_type["HostSystem"]
+    clusters_r = by_type["ClusterComputeResource"]
+    ds_r = by_type["Datastore"]
+    nets_r = {m: r for m, r in records.items()  # in the reply's order, the kinds mixed
               if r["_type"] in ("Network", "DistributedVirtualPortgroup", "OpaqueNetwork")}
-    pools_r = _by_type(records, "ResourcePool")
-    cluster_of_host = _cluster_of_host(records)
-    vm_rows, vms = _vm_table(records, dc_of, tasks)
+    pools_r = by_type["ResourcePool"]
+    cluster_of_host = _cluster_of_host(records, by_type)
+    vm_rows, vms = _vm_table(records, dc_of, tasks, by_type, cluster_of_host)
 
     vm_count = defaultdict(int)
     for row in vm_rows:

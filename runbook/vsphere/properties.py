@@ -14,13 +14,16 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from runbook.vsphere import fastsoap
+from runbook.vsphere import fastsoap, forked
+
+log = logging.getLogger("runbook")
 
 PC = vmodl.query.PropertyCollector
 
@@ -64,6 +67,7 @@ def retrieve_view(si: vim.ServiceInstance, view: vim.view.ContainerView,
                   paths: Mapping[type, Sequence[str]], *, fast: bool = False,
                   keep_devices: Sequence[type] | None = None, raw: Sequence[str] = (),
                   alongside: Mapping[type, Sequence[str]] | None = None,
+                  digest: Mapping[str, Callable[[Any], Any]] | None = None,
                   max_objects: int | None = None) -> Records:
     """Every object in ``view`` with the given property paths per type, in as few calls as the server allows.
 
@@ -76,7 +80,10 @@ def retrieve_view(si: vim.ServiceInstance, view: vim.view.ContainerView,
     ``alongside`` names paths (among ``paths``) asked for in a second request sent at the same time:
     the server builds both replies at once while the client reads the first. Worth it for a path
     that dominates the reply (``config.hardware.device`` is 70% of the VM table's bytes). Its
-    values are added to the records of the objects in the first reply.
+    values are added to the records of the objects in the first reply, each turned by
+    ``digest[path]`` (if given) into what the caller needs of it. With the fast reader, the second
+    request is read, parsed and digested by a forked child on the other core (:mod:`runbook.vsphere.forked`;
+    digests must then return picklable values), else on a thread.
     """
     traverse = PC.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
     obj_spec = PC.ObjectSpec(obj=view, skip=True, selectSet=[traverse])
@@ -86,15 +93,40 @@ def retrieve_view(si: vim.ServiceInstance, view: vim.view.ContainerView,
     apart = {t: ps for t, ps in apart.items() if ps}
     if not apart:
         return read(paths)
-    first = {t: [p for p in ps if p not in apart.get(t, ())] for t, ps in paths.items()}
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="runbook-read") as pool:
-        second = pool.submit(read, apart)
-        records = read({t: ps or ["name"] for t, ps in first.items()})
-        for moid, rec in second.result().items():
-            if moid in records:  # an object created between the two reads is not half-listed
-                rec.pop("_type"), rec.pop("_ref")
-                records[moid].update(rec)
+    first = {t: ps or ["name"] for t, ps in ((t, [p for p in ps if p not in apart.get(t, ())])
+                                               for t, ps in paths.items())}
+    second = functools.partial(_digested, read, apart, digest or {})
+    child = forked.start(functools.partial(_in_child, si, second)) if fast and fast_enabled(si) else None
+    if child is not None:
+        with child:
+            records = read(first)
+            try:
+                values = child.result()
+            except forked.ChildFailed as exc:
+                log.info("%s; reading it in this process", exc)
+                values = second()
+    else:
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="runbook-read") as pool:
+            pending = pool.submit(second)
+            records = read(first)
+            values = pending.result()
+    for moid, rec in values.items():
+        if moid in records:  # an object created between the two reads is not half-listed
+            records[moid].update(rec)
     return records
+
+
+def _digested(read: Callable[[Mapping[type, Sequence[str]]], Records], paths: Mapping[type, Sequence[str]],
+              digest: Mapping[str, Callable[[Any], Any]]) -> dict[str, dict[str, Any]]:
+    """``{moid: {path: value}}`` of ``read(paths)``, each value turned by its digest."""
+    keep = lambda value: value  # noqa: E731
+    return {moid: {p: digest.get(p, keep)(v) for p, v in rec.items() if p not in ("_type", "_ref")}
+            for moid, rec in read(paths).items()}
+
+
+def _in_child(si: vim.ServiceInstance, work: Callable[[], Any]) -> Any:
+    fastsoap.detach(si)
+    return work()
 
 
 def retrieve_objects(si: vim.ServiceInstance, objects: Sequence[vmodl.ManagedObject],

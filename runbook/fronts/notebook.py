@@ -78,13 +78,15 @@ def readable(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame
 
     from runbook.vsphere.find import display_name
 
-    def shown(v: Any) -> Any:
-        return display_name(v) if isinstance(v, str) else v
-
-    def joined(v: Any, name: bool) -> Any:
+    def shown(v: Any) -> Any:  # a name column's cell (one call per cell: inventories have 45,000 rows)
+        if isinstance(v, str):
+            return display_name(v) if "%" in v else v
         if isinstance(v, (list, tuple)):
-            return ", ".join(str(shown(x)) if name else str(x) for x in v)
-        return shown(v) if name else v
+            return ", ".join(display_name(x) if isinstance(x, str) else str(x) for x in v)
+        return v
+
+    def joined(v: Any) -> Any:
+        return ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v
 
     out = df[columns].copy() if columns else df.copy()
     for col in list(out.columns):
@@ -93,8 +95,7 @@ def readable(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame
             continue
         if is_numeric_dtype(out[col]) or is_datetime64_any_dtype(out[col]):  # no names, no lists
             continue
-        name = col in NAME_COLUMNS
-        out[col] = out[col].map(lambda v: joined(v, name))
+        out[col] = out[col].map(shown if col in NAME_COLUMNS else joined)
     return out
 
 

@@ -59,8 +59,10 @@ def facts(value: Any) -> tuple[tuple, ...]:
     a bulk read may digest devices in a child process).
 
     Each device is a tuple led by its family; a datastore or network is its moid (or port group key),
-    named by :func:`named`.
+    named by :func:`named`. A value already read (a tuple: arrays of devices come as lists) is returned as is.
     """
+    if isinstance(value, tuple):
+        return value
     a = value.access if isinstance(value, Raw) else OBJECTS
     items = value.elem if isinstance(value, Raw) else value or ()
     kind_of, get, text, number, flag, moid = a.kind, a.get, a.text, a.int, a.flag, a.moid
@@ -104,7 +106,7 @@ def facts(value: Any) -> tuple[tuple, ...]:
 
 
 def read(value: Any, name_of: Callable[[str | None], str | None]) -> tuple[list, list, list]:
-    """(disks, nics, cdroms) rows of one VM's ``config.hardware.device`` value.
+    """(disks, nics, cdroms) rows of one VM's ``config.hardware.device`` value (or its :func:`facts`).
 
     ``name_of(moid)`` names a datastore or network (None for None).
     """

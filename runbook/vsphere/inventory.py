@@ -57,9 +57,9 @@ _RAW_ALL = _RAW_PATHS + ("host", "summary", "configurationEx", "config.network.v
 #: and that request is read on the other core (see properties.retrieve_view); the guests' NICs even out the
 #: two requests' parsing.
 _ALONGSIDE = {vim.VirtualMachine: ["config.hardware.device", "guest.net"]}
-#: What is kept of those paths' values, where they are read (plain values, cheap to pickle): the VM table
-#: reads these, not the values.
-_DIGEST = {"config.hardware.device": devices.facts, "guest.net": lambda value: _guest_ips(value)}
+#: What is kept of those paths' values, where they are read: plain tuples, cheap to pickle, which the VM table
+#: reads as it reads the values themselves.
+_DIGEST = {"config.hardware.device": devices.facts, "guest.net": lambda value: tuple(_guest_ips(value))}
 #: Objects per page (``maxObjects``): the server builds a page while the client parses the one before,
 #: and the client never holds more than a few pages' bytes (a 45,000-VM reply is 360 MB unpaged).
 PAGE_OBJECTS = 1000
@@ -201,15 +201,15 @@ def _vm_table(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any
     task_of_vm = {t["vm"]: t["task"] for t in tasks}
     names = {m: r.get("name") for m, r in records.items()}
 
-    def name_of(moid: str | None) -> str | None:  # properties.name_in, from one dict
-        return None if moid is None else names.get(moid, moid)
+    def name_of(moid: str | None) -> str | None:  # properties.name_in, from one dict where it can
+        return names[moid] if moid in names else name_in(records, moid)
 
     vm_rows = []
     for moid, r in vms_r.items():
-        disks, nics, cdroms = devices.named(r.get("config.hardware.device") or (), name_of)  # digested
+        disks, nics, cdroms = devices.read(r.get("config.hardware.device"), name_of)
         host_moid = _moid(r.get("runtime.host"))
         pool_moid = _moid(r.get("resourcePool"))
-        ips = list(r.get("guest.net") or ())  # digested
+        ips = _guest_ips(r.get("guest.net"))
         primary = r.get("guest.ipAddress")
         if primary and primary not in ips:
             ips.insert(0, primary)
@@ -241,7 +241,10 @@ def _vm_table(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any
 
 
 def _guest_ips(value: Any) -> list[str]:
-    """The addresses of a VM's ``guest.net`` (read as XML or as objects), each once, in order."""
+    """The addresses of a VM's ``guest.net`` (read as XML or as objects, or already as a tuple of addresses), each
+    once, in order."""
+    if isinstance(value, tuple):
+        return list(value)
     access = value.access if isinstance(value, Raw) else OBJECTS
     ips: list[str] = []
     for nic in (value.elem if isinstance(value, Raw) else value or ()):

@@ -111,6 +111,7 @@ func run(scenarioFile, listen, user, passwordFile, stateDir, dataDir string, use
 	registerControls(m.Service.ServeMux)
 	registerPprof(m.Service.ServeMux)
 	server.Config.Handler = soapMiddleware(server.Config.Handler)
+	collectAfterBuilding()
 
 	u := *server.URL
 	u.User = nil

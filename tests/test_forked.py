@@ -116,3 +116,12 @@ def test_the_child_dies_with_a_parent_killed_outright(tmp_path):
             time.sleep(0.05)
     finally:
         proc.kill()
+
+
+def test_a_child_that_does_not_finish_in_time_is_killed_and_is_a_failure():
+    child = forked.start(lambda: time.sleep(60))
+    pid = child.pid
+    started = time.monotonic()
+    with pytest.raises(forked.ChildFailed, match="within 0.5 s"):
+        child.result(timeout=0.5)
+    assert time.monotonic() - started < 5 and _gone(pid)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import signal
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -48,11 +50,20 @@ class Child:
     def __init__(self, pid: int, fd: int):
         self.pid, self.fd = pid, fd
 
-    def result(self) -> Any:
-        """The child's return value; :class:`ChildFailed` if it has none. The child is reaped either way."""
+    def result(self, timeout: float | None = None) -> Any:
+        """The child's return value; :class:`ChildFailed` if it has none, or has not sent it all within
+        ``timeout`` seconds (then it is killed: a child stuck on something inherited must not hang its
+        parent). The child is reaped either way."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             data = bytearray()
-            while chunk := os.read(self.fd, _CHUNK):
+            while True:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                if not select.select([self.fd], [], [], left)[0]:
+                    raise ChildFailed(f"the read's child process did not finish within {timeout:g} s")
+                chunk = os.read(self.fd, _CHUNK)
+                if not chunk:
+                    break
                 data += chunk
         finally:
             self.stop()

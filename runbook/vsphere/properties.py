@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,9 @@ from pyVmomi import vim, vmodl
 from runbook.vsphere import fastsoap, forked
 
 log = logging.getLogger("runbook")
+
+#: Seconds a read's child process may take beyond the parent's own read at least (see retrieve_view).
+_CHILD_GRACE = 30.0
 
 PC = vmodl.query.PropertyCollector
 
@@ -99,9 +103,10 @@ def retrieve_view(si: vim.ServiceInstance, view: vim.view.ContainerView,
     child = forked.start(functools.partial(_in_child, si, second)) if fast and fast_enabled(si) else None
     if child is not None:
         with child:
+            started = time.monotonic()
             records = read(first)
-            try:
-                values = child.result()
+            try:  # the two requests are alike in size: a child taking far longer than this one is stuck
+                values = child.result(timeout=max(_CHILD_GRACE, 3 * (time.monotonic() - started)))
             except forked.ChildFailed as exc:
                 log.info("%s; reading it in this process", exc)
                 values = second()

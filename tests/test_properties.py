@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from pyVmomi import vim
 
-from runbook.vsphere import devices, fastsoap, forked, properties, soapdata
+from runbook.vsphere import devices, fastsoap, forked, inventory, properties, soapdata
 import runbook_lab as lab_mod
 from runbook.vsphere.connection import Settings
 from runbook.vsphere.inventory import read_inventory, read_vm_table
@@ -27,7 +27,8 @@ def _both_ways(info: lab_mod.LabInfo, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("RUNBOOK_FAST_SOAP", "1")
         monkeypatch.setenv("RUNBOOK_READ_FORK", "0")  # the devices read on a thread
         threaded, threaded_vms = read_inventory(si), read_vm_table(si)
-        monkeypatch.setenv("RUNBOOK_READ_FORK", "1")  # ... and by a child process, where the machine can
+        monkeypatch.setenv("RUNBOOK_READ_FORK", "1")  # ... and by a child process, where the machine can,
+        monkeypatch.setattr(inventory, "_FORK_OTHERS_FROM", 1)  # the other tables' rows by one too, however small
         fast, fast_vms = read_inventory(si), read_vm_table(si)
         monkeypatch.setenv("RUNBOOK_FAST_SOAP", "0")
         slow, slow_vms = read_inventory(si), read_vm_table(si)
@@ -308,3 +309,23 @@ def test_a_fault_during_a_read_apart_is_raised_like_pyvmomi(si):
     view.DestroyView()
     with pytest.raises(vmodl_fault()):
         retrieve_view(si, view, _VM_DEVICES, **_DEVICES_APART)
+
+
+def test_the_other_tables_built_by_a_child_are_those_built_here(lab, monkeypatch, caplog):
+    from runbook import connect
+
+    monkeypatch.setenv("RUNBOOK_READ_FORK", "1")
+    if not forked.enabled():
+        pytest.skip("this machine does not fork reads (one CPU)")
+    pids = _children(monkeypatch)
+    monkeypatch.setattr(inventory, "_FORK_OTHERS_FROM", 1)
+    caplog.set_level("INFO", logger="runbook")
+    with connect(_settings(lab)) as si:
+        by_children = read_inventory(si)
+        monkeypatch.setattr(inventory, "_FORK_OTHERS_FROM", 10**9)
+        here = read_inventory(si)
+    assert len(pids) == 3 and "in this process" not in caplog.text  # devices, other tables; devices again
+    assert by_children.hosts["vm_count"].sum() == len(here.vms) > 0
+    assert by_children.clusters["vm_count"].sum() > 0 and by_children.networks["vm_count"].sum() > 0
+    for name, table in here.tables().items():
+        pd.testing.assert_frame_equal(by_children.tables()[name], table, check_exact=True, obj=name)

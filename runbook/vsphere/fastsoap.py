@@ -372,8 +372,9 @@ class _Feed:
         found = {m.group(0): m.group(1) for m in _NS_DECL.finditer(part, root.end(), root.end() + _HOIST_SCAN)}
         for decl, prefix in found.items():
             lead = b" xmlns:" + prefix + b'="'
-            if lead in head or part.count(lead) != part.count(decl):
-                continue  # the root binds it already, or it is bound to more than one URI
+            if lead in head:
+                continue  # the root binds it already
+            # (a prefix also bound to another URI is never stripped: _strip checks that no binding is left)
             self.decls.append((lead, decl))
         body = self._strip(part[root.end():])
         extra = b"".join(decl for _, decl in self.decls)

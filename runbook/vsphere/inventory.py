@@ -6,7 +6,11 @@ of SOAP requests does not grow with the number of VMs.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
+import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,13 +18,15 @@ from typing import Any
 import pandas as pd
 from pyVmomi import vim
 
-from runbook.vsphere import devices, rows
+from runbook.vsphere import devices, forked, rows
 from runbook.vsphere.devices import datastore_of_path
 from runbook.errors import NotFound
 from runbook.vsphere.find import find_row
 from runbook.vsphere.fastsoap import no_gc
 from runbook.vsphere.values import OBJECTS, Raw, moids
 from runbook.vsphere.properties import Records, container_view, name_in, namer, retrieve_objects, retrieve_view
+
+log = logging.getLogger("runbook")
 
 VM_PATHS = [
     "name", "runtime.powerState", "runtime.host", "resourcePool", "datastore", "network",
@@ -60,6 +66,9 @@ _ALONGSIDE = {vim.VirtualMachine: ["config.hardware.device", "guest.net"]}
 #: What is kept of those paths' values, where they are read: plain tuples, cheap to pickle, which the VM table
 #: reads as it reads the values themselves.
 _DIGEST = {"config.hardware.device": devices.facts, "guest.net": lambda value: tuple(_guest_ips(value))}
+#: Hosts from which the other tables are built by a child process beside the VM table's (a fork costs more
+#: than building a few hundred hosts' rows).
+_FORK_OTHERS_FROM = 1000
 #: Objects per page (``maxObjects``): the server builds a page while the client parses the one before,
 #: and the client never holds more than a few pages' bytes (a 45,000-VM reply is 360 MB unpaged).
 PAGE_OBJECTS = 1000
@@ -254,42 +263,57 @@ def _guest_ips(value: Any) -> list[str]:
 
 def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]]) -> Inventory:
     by_type = _by_type(records)
-    hosts_r = by_type["HostSystem"]
-    clusters_r = by_type["ClusterComputeResource"]
-    ds_r = by_type["Datastore"]
-    nets_r = {m: r for m, r in records.items()  # in the reply's order, the kinds mixed
-              if r["_type"] in ("Network", "DistributedVirtualPortgroup", "OpaqueNetwork")}
-    pools_r = by_type["ResourcePool"]
     cluster_of_host = _cluster_of_host(records, by_type)
-    vm_rows, vms = _vm_table(records, dc_of, tasks, by_type, cluster_of_host)
+    others = functools.partial(_other_rows, records, by_type, dc_of, cluster_of_host)
+    # a large inventory's other tables are built by a child on the other core while this builds the VM table
+    child = forked.start(others) if len(by_type["HostSystem"]) >= _FORK_OTHERS_FROM else None
+    with child or contextlib.nullcontext():
+        started = time.monotonic()
+        vm_rows, vms = _vm_table(records, dc_of, tasks, by_type, cluster_of_host)
+        try:
+            built = child.result(timeout=max(30.0, 3 * (time.monotonic() - started))) if child else others()
+        except forked.ChildFailed as exc:
+            log.info("%s; building the tables in this process", exc)
+            built = others()
 
-    vm_count = defaultdict(int)
+    vm_count, moving_hosts, moving_ds = defaultdict(int), defaultdict(int), defaultdict(int)
+    vm_per_cluster, vms_per_net = defaultdict(int), defaultdict(int)
     for row in vm_rows:
         vm_count[row["host_moid"]] += 1
-    moving_hosts = defaultdict(int)
-    moving_ds = defaultdict(int)
-    for row in vm_rows:
+        vm_per_cluster[row["cluster"]] += 1
+        for n in row["networks"]:
+            vms_per_net[n] += 1
         if row["active_task"]:
             moving_hosts[row["host"]] += 1
             for ds in row["datastores"]:
                 moving_ds[ds] += 1
+    for row in built["hosts"]:
+        row["vm_count"], row["running_migrations"] = vm_count.get(row["moid"], 0), moving_hosts.get(row["name"], 0)
+    for row in built["datastores"]:
+        row["running_migrations"] = moving_ds.get(row["name"], 0)
+    for row in built["clusters"]:
+        row["vm_count"] = vm_per_cluster.get(row["name"], 0)
+    for row in built["networks"]:
+        row["vm_count"] = vms_per_net.get(row["name"], 0)
+    return Inventory(vms=vms, hosts=_frame(built["hosts"], HOST_COLUMNS),
+                     datastores=_frame(built["datastores"], DATASTORE_COLUMNS),
+                     clusters=_frame(built["clusters"], CLUSTER_COLUMNS),
+                     networks=_frame(built["networks"], NETWORK_COLUMNS),
+                     vmkernel=_frame(built["vmkernel"], VMK_COLUMNS), pools=_frame(built["pools"], POOL_COLUMNS))
 
+
+def _other_rows(records: Records, by_type: dict[str, dict[str, dict[str, Any]]], dc_of: dict[str, str],
+                cluster_of_host: dict[str, str | None]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of every table but the VMs', without their VM counts (plain values: they may be pickled)."""
     name_of = namer(records)
-    host_rows, vmk_rows = rows.host_rows(hosts_r, name_of, dc_of, cluster_of_host, vm_count, moving_hosts)
-    hosts = _frame(host_rows, HOST_COLUMNS)
-    datastores = _frame(rows.datastore_rows(ds_r, name_of, dc_of, moving_ds), DATASTORE_COLUMNS)
-    pool_rows, root_pool = rows.pool_rows(pools_r, clusters_r, name_of, dc_of)
-    pools = _frame(pool_rows, POOL_COLUMNS)
-    vm_per_cluster = vms.groupby("cluster").size().to_dict() if len(vms) else {}
-    clusters = _frame(rows.cluster_rows(clusters_r, name_of, dc_of, vm_per_cluster, root_pool), CLUSTER_COLUMNS)
-    vms_per_net = defaultdict(int)
-    for row in vm_rows:
-        for n in row["networks"]:
-            vms_per_net[n] += 1
-    networks = _frame(rows.network_rows(nets_r, name_of, dc_of, vms_per_net), NETWORK_COLUMNS)
-    vmkernel = _frame(vmk_rows, VMK_COLUMNS)
-    return Inventory(vms=vms, hosts=hosts, datastores=datastores, clusters=clusters,
-                     networks=networks, vmkernel=vmkernel, pools=pools)
+    nets_r = {m: r for m, r in records.items()  # in the reply's order, the kinds mixed
+              if r["_type"] in ("Network", "DistributedVirtualPortgroup", "OpaqueNetwork")}
+    hosts, vmkernel = rows.host_rows(by_type["HostSystem"], name_of, dc_of, cluster_of_host)
+    pools, root_pool = rows.pool_rows(by_type["ResourcePool"], by_type["ClusterComputeResource"], name_of, dc_of)
+    return {"hosts": hosts, "vmkernel": vmkernel, "pools": pools,
+            "datastores": rows.datastore_rows(by_type["Datastore"], name_of, dc_of),
+            "clusters": rows.cluster_rows(by_type["ClusterComputeResource"], name_of, dc_of, root_pool),
+            "networks": rows.network_rows(nets_r, name_of, dc_of)}
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:

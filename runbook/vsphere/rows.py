@@ -45,9 +45,9 @@ def host_services(r: dict[str, Any]) -> dict[str, set[str]]:
     return services
 
 
-def host_rows(hosts_r: Records, name_of: Name, dc_of: Mapping[str, str], cluster_of_host: Mapping[str, Any],
-              vm_count: Mapping[str, int], moving_hosts: Mapping[str, int]) -> tuple[list[dict], list[dict]]:
-    """(host rows, VMkernel adapter rows)."""
+def host_rows(hosts_r: Records, name_of: Name, dc_of: Mapping[str, str],
+              cluster_of_host: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
+    """(host rows, VMkernel adapter rows); the VM counts are the inventory's to add."""
     host_rows, vmk_rows = [], []
     for moid, r in hosts_r.items():
         services = host_services(r)
@@ -86,13 +86,11 @@ def host_rows(hosts_r: Records, name_of: Name, dc_of: Mapping[str, str], cluster
             "vmotion_enabled": bool(vmotion_vmks),
             "datastores": sorted(name_of(m) for m in moids(r.get("datastore"))),
             "port_groups": sorted(name_of(m) for m in moids(r.get("network"))),
-            "vm_count": vm_count.get(moid, 0), "running_migrations": moving_hosts.get(name, 0),
         })
     return host_rows, vmk_rows
 
 
-def datastore_rows(ds_r: Records, name_of: Name, dc_of: Mapping[str, str],
-                   moving_ds: Mapping[str, int]) -> list[dict]:
+def datastore_rows(ds_r: Records, name_of: Name, dc_of: Mapping[str, str]) -> list[dict]:
     rows = []
     for moid, r in ds_r.items():
         s, summary = access(r.get("summary"))
@@ -115,7 +113,6 @@ def datastore_rows(ds_r: Records, name_of: Name, dc_of: Mapping[str, str],
             "provisioned_bytes": capacity - free + (s.int(summary, "uncommitted") or 0),
             "hosts": names, "host_count": len(names), "accessible": s.flag(summary, "accessible"),
             "read_only_hosts": read_only, "maintenance_mode": s.text(summary, "maintenanceMode") or "normal",
-            "running_migrations": moving_ds.get(r.get("name"), 0),
         })
     return rows
 
@@ -135,7 +132,7 @@ def pool_rows(pools_r: Records, clusters_r: Records, name_of: Name,
     return rows, root_pool
 
 
-def cluster_rows(clusters_r: Records, name_of: Name, dc_of: Mapping[str, str], vm_per_cluster: Mapping[str, int],
+def cluster_rows(clusters_r: Records, name_of: Name, dc_of: Mapping[str, str],
                  root_pool: Mapping[str, str]) -> list[dict]:
     rows = []
     for moid, r in clusters_r.items():
@@ -145,18 +142,15 @@ def cluster_rows(clusters_r: Records, name_of: Name, dc_of: Mapping[str, str], v
             "name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid), "hosts": hosts_in,
             "host_count": len(hosts_in), "evc_mode": r.get("summary.currentEVCModeKey") or None,
             "drs_enabled": a.flag(a.get(cfg, "drsConfig"), "enabled"),
-            "ha_enabled": a.flag(a.get(cfg, "dasConfig"), "enabled"),
-            "vm_count": int(vm_per_cluster.get(r.get("name"), 0)), "root_pool_moid": root_pool.get(moid),
+            "ha_enabled": a.flag(a.get(cfg, "dasConfig"), "enabled"), "root_pool_moid": root_pool.get(moid),
         })
     return rows
 
 
-def network_rows(nets_r: Records, name_of: Name, dc_of: Mapping[str, str],
-                 vms_per_net: Mapping[str, int]) -> list[dict]:
+def network_rows(nets_r: Records, name_of: Name, dc_of: Mapping[str, str]) -> list[dict]:
     rows = []
     for moid, r in nets_r.items():
         on = sorted(name_of(h) for h in moids(r.get("host")))
         rows.append({"name": r.get("name"), "moid": moid, "datacenter": dc_of.get(moid),
-                     "type": r["_type"], "hosts": on, "host_count": len(on),
-                     "vm_count": vms_per_net.get(r.get("name"), 0)})
+                     "type": r["_type"], "hosts": on, "host_count": len(on)})
     return rows

@@ -99,6 +99,10 @@ class Reader:
         found = self._kinds[cls] = (kind, SoapAdapter.isDynamicType(cls))
         return found
 
+    def item_kind(self, cls: type) -> int:
+        """How an element declared as ``cls`` is read, before its xsi:type is seen (``_MOREF`` for references)."""
+        return (self._kinds.get(cls) or self._kind(cls))[0]
+
     def converter(self, cls: type) -> Any:
         """A function of an element's text giving the value of leaf type ``cls`` (str and object: None)."""
         conv = self._converters.get(cls, _UNSET)
@@ -268,6 +272,7 @@ def read_result(root: ET.Element, reader: Reader, records: dict[str, dict[str, A
     type_names: dict[type, str] = {}
     value, moref, elements = reader.value, reader.moref, reader.elements
     top = reader.resolved(object)  # how each xsi:type of a <val> is read, filled as types are met
+    ref_items: dict[type, bool] = {}  # array item class -> whether its items are references
     for part in result:
         tag = part.tag
         if tag != t_objects:
@@ -295,7 +300,7 @@ def read_result(root: ET.Element, reader: Reader, records: dict[str, dict[str, A
                     record[name] = Raw(val, elements)
                     continue
                 found = top.get(val.get(XSI_TYPE))
-                if found is not None:  # the common case, a leaf value, read here without a call
+                if found is not None:  # the common cases, leaves and references, read here without a call
                     kind, arg = found
                     if kind == _LEAF:
                         record[name] = arg(val.text or "")
@@ -303,6 +308,16 @@ def read_result(root: ET.Element, reader: Reader, records: dict[str, dict[str, A
                     if kind == _TEXT:
                         record[name] = val.text or ""
                         continue
+                    if kind == _MOREF:
+                        record[name] = moref(val)
+                        continue
+                    if kind == _LIST:
+                        refs = ref_items.get(arg)
+                        if refs is None:
+                            refs = ref_items[arg] = reader.item_kind(arg) == _MOREF
+                        if refs:  # an array of references: each item is one, whatever its xsi:type says
+                            record[name] = [moref(item) for item in val]
+                            continue
                 record[name] = value(val, object)
             elif ftag == t_obj:
                 obj = moref(field)

@@ -1,4 +1,4 @@
-"""A piece of a bulk read done by a forked copy of this process, on the other core.
+"""A piece of a bulk read (or of building its tables) done by a forked copy of this process, on the other core.
 
 Parsing a large reply is CPU work that holds Python's interpreter lock: a second thread reading one
 part of the inventory while the first reads another overlaps only the waiting, not the parsing. A
@@ -57,9 +57,11 @@ class Child:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             data = bytearray()
+            poll = select.poll()  # not select(): a kernel may hold more than 1,024 descriptors
+            poll.register(self.fd, select.POLLIN)
             while True:
                 left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-                if not select.select([self.fd], [], [], left)[0]:
+                if not poll.poll(None if left is None else left * 1000):
                     raise ChildFailed(f"the read's child process did not finish within {timeout:g} s")
                 chunk = os.read(self.fd, _CHUNK)
                 if not chunk:

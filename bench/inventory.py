@@ -289,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{_versions()}")
     print(f"{args.repeat} timed runs after a warm-up, login excluded: wall = median elapsed seconds, "
           f"cpu = CPU seconds of this process and of the read's forked child (client time), median / best; "
-          f"memory = tracemalloc peak of one extra full read (this process); per-attribute = {args.sample} VMs timed, x N/{args.sample}; reference = "
+          f"memory = tracemalloc peak of one extra full read (this process); "
+          f"per-attribute = {args.sample} VMs timed, x N/{args.sample}; reference = "
           f"a fixed parse-and-walk workload, CPU s (this machine's speed at that moment); bare bulk = the "
           f"reference baseline (pyvmomi's own bulk retrieval of a 12-column VM table), cpu median, timed in "
           f"the same run: the issue's bar, 3 s where that baseline took 2.7 s, is a VM table at most "

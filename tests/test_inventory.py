@@ -1,6 +1,7 @@
 """The inventory tables, asserted against what the lab's scenario declares, and its request count."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 import runbook_lab as lab_mod
@@ -164,3 +165,43 @@ def test_vcenter_device_labels_and_datastore_moids_reach_the_tables(inv):
     assert [n["label"] for n in inv.vm("app-03")["nics"]] == ["Network adapter 1", "Network adapter 2"]
     assert [c["label"] for c in inv.vm("iso-01")["cdroms"]] == ["CD/DVD drive 1"]
     assert all(m.startswith("datastore-") and m[len("datastore-"):].isdigit() for m in inv.datastores["moid"])
+
+
+def test_a_running_relocation_is_counted_on_its_vm_host_and_datastores(tmp_path, monkeypatch):
+    """The VM counts the host, datastore, cluster and network tables carry come from the VM rows, moving ones too;
+    the large-inventory path (those tables built by a child process) gives the same counts."""
+    from pyVmomi import vim
+
+    from conftest import running_lab
+    from runbook import connect
+    from runbook.vsphere import inventory
+    from runbook.vsphere.connection import Settings
+
+    with running_lab(tmp_path / "lab") as info:
+        lab_mod.LabControl(info).set_migration_seconds("web-02", 60)
+        with connect(Settings(host=info.host, port=info.port, scheme="http", username=info.username,
+                              password=info.password)) as si:
+            before = read_inventory(si)
+            vm, target = before.vm("web-02"), before.host("esx-03.lab.local")
+            task = vim.VirtualMachine(vm["moid"], si._stub).RelocateVM_Task(
+                spec=vim.vm.RelocateSpec(host=vim.HostSystem(target["moid"], si._stub)))
+            try:
+                tables = []
+                for fork_from in (10**9, 1):
+                    monkeypatch.setattr(inventory, "_FORK_OTHERS_FROM", fork_from)
+                    tables.append(read_inventory(si))
+            finally:
+                task.CancelTask()
+    for inv in tables:
+        assert inv.vm("web-02")["active_task"] == task._moId
+        hosts = inv.hosts.set_index("name")
+        assert hosts.loc[vm["host"], "running_migrations"] == 1
+        assert (hosts["running_migrations"].sum(), hosts["vm_count"].sum()) == (1, len(inv.vms))
+        moving = inv.datastores.set_index("name").loc[vm["datastores"], "running_migrations"]
+        assert list(moving) == [1] * len(vm["datastores"]) and inv.datastores["running_migrations"].sum() == len(moving)
+        clusters, networks = inv.clusters.set_index("name"), inv.networks.set_index("name")
+        assert clusters.loc[vm["cluster"], "vm_count"] == (inv.vms["cluster"] == vm["cluster"]).sum() > 0
+        for net in vm["networks"]:
+            assert networks.loc[net, "vm_count"] == inv.vms["networks"].map(lambda ns: net in ns).sum() > 0
+    for name, table in tables[0].tables().items():
+        pd.testing.assert_frame_equal(tables[1].tables()[name], table, check_exact=True, obj=name)

@@ -17,7 +17,9 @@ off (then :func:`start` returns None), as does a machine with one CPU or without
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import logging
 import os
 import pickle
 import select
@@ -26,10 +28,17 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+Mine = TypeVar("Mine")
+Theirs = TypeVar("Theirs")
 
 _CHUNK = 1 << 20
 _PR_SET_PDEATHSIG = 1
+#: Seconds a child may take at least, whatever the parent's own part took (see :func:`beside`).
+_GRACE = 30.0
+
+log = logging.getLogger("runbook")
 
 
 class ChildFailed(RuntimeError):
@@ -94,6 +103,39 @@ class Child:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def beside(theirs: Callable[[], Theirs], mine: Callable[[], Mine], *, in_child: Callable[[], Any] | None = None,
+           fork: bool = True, thread: bool = False) -> tuple[Mine, Theirs]:
+    """``(mine(), theirs())``, ``theirs`` run by a forked child (after ``in_child()`` there) while ``mine`` runs here.
+
+    The two parts are alike in size: a child that has not answered within three times what ``mine`` took (at
+    least 30 s) is stuck, and is killed. When the child fails, or ``fork`` is false or forking is off,
+    ``theirs`` runs in this process: on a thread beside ``mine`` if ``thread`` (worth it when ``theirs`` mostly
+    waits for a server), else after it.
+    """
+    def there() -> Theirs:
+        if in_child is not None:
+            in_child()
+        return theirs()
+
+    child = start(there) if fork else None
+    if child is not None:
+        with child:
+            started = time.monotonic()
+            here = mine()
+            try:
+                return here, child.result(timeout=max(_GRACE, 3 * (time.monotonic() - started)))
+            except ChildFailed as exc:
+                log.info("%s; doing its part in this process", exc)
+        return here, theirs()
+    if thread:
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="runbook-beside") as pool:
+            pending = pool.submit(theirs)
+            here = mine()
+            return here, pending.result()
+    here = mine()
+    return here, theirs()
 
 
 def start(fn: Callable[[], Any]) -> Child | None:

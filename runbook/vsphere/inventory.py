@@ -6,11 +6,8 @@ of SOAP requests does not grow with the number of VMs.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
-import logging
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +22,6 @@ from runbook.vsphere.find import find_row
 from runbook.vsphere.fastsoap import no_gc
 from runbook.vsphere.values import OBJECTS, Raw, moids
 from runbook.vsphere.properties import Records, container_view, name_in, namer, retrieve_objects, retrieve_view
-
-log = logging.getLogger("runbook")
 
 VM_PATHS = [
     "name", "runtime.powerState", "runtime.host", "resourcePool", "datastore", "network",
@@ -138,7 +133,8 @@ def read_vm_table(si: vim.ServiceInstance, *, datacenter: str | None = None) -> 
     with no_gc():
         records, dc_of = _read(si, datacenter, {vim.VirtualMachine: VM_PATHS, **_VM_NAME_PATHS}, _RAW_PATHS)
         tasks = _active_tasks(si, content)
-        vms = _vm_table(records, dc_of, tasks)[1]
+        by_type = _by_type(records)
+        vms = _vm_table(records, dc_of, tasks, by_type, _cluster_of_host(records, by_type))[1]
         del records  # freed while the collector is paused (see read_inventory)
     return vms
 
@@ -201,12 +197,10 @@ def _cluster_of_host(records: Records, by_type: dict[str, dict[str, dict[str, An
 
 
 def _vm_table(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]],
-              by_type: dict[str, dict[str, dict[str, Any]]] | None = None,
-              cluster_of_host: dict[str, str | None] | None = None) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+              by_type: dict[str, dict[str, dict[str, Any]]],
+              cluster_of_host: dict[str, str | None]) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """The VM rows and the VM table, from VM records plus the names of what they refer to."""
-    by_type = by_type if by_type is not None else _by_type(records)
     vms_r = by_type["VirtualMachine"]
-    cluster_of_host = cluster_of_host if cluster_of_host is not None else _cluster_of_host(records, by_type)
     task_of_vm = {t["vm"]: t["task"] for t in tasks}
     names = {m: r.get("name") for m, r in records.items()}
 
@@ -266,15 +260,9 @@ def _build(records: Records, dc_of: dict[str, str], tasks: list[dict[str, Any]])
     cluster_of_host = _cluster_of_host(records, by_type)
     others = functools.partial(_other_rows, records, by_type, dc_of, cluster_of_host)
     # a large inventory's other tables are built by a child on the other core while this builds the VM table
-    child = forked.start(others) if len(by_type["HostSystem"]) >= _FORK_OTHERS_FROM else None
-    with child or contextlib.nullcontext():
-        started = time.monotonic()
-        vm_rows, vms = _vm_table(records, dc_of, tasks, by_type, cluster_of_host)
-        try:
-            built = child.result(timeout=max(30.0, 3 * (time.monotonic() - started))) if child else others()
-        except forked.ChildFailed as exc:
-            log.info("%s; building the tables in this process", exc)
-            built = others()
+    (vm_rows, vms), built = forked.beside(
+        others, functools.partial(_vm_table, records, dc_of, tasks, by_type, cluster_of_host),
+        fork=len(by_type["HostSystem"]) >= _FORK_OTHERS_FROM)
 
     vm_count, moving_hosts, moving_ds = defaultdict(int), defaultdict(int), defaultdict(int)
     vm_per_cluster, vms_per_net = defaultdict(int), defaultdict(int)

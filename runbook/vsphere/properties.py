@@ -11,12 +11,9 @@ paging tokens (a real vCenter pages; ``max_objects`` asks for pages of that size
 """
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import functools
-import logging
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -24,10 +21,6 @@ from pyVmomi import vim, vmodl
 
 from runbook.vsphere import fastsoap, forked
 
-log = logging.getLogger("runbook")
-
-#: Seconds a read's child process may take beyond the parent's own read at least (see retrieve_view).
-_CHILD_GRACE = 30.0
 
 PC = vmodl.query.PropertyCollector
 
@@ -100,21 +93,8 @@ def retrieve_view(si: vim.ServiceInstance, view: vim.view.ContainerView,
     first = {t: ps or ["name"] for t, ps in ((t, [p for p in ps if p not in apart.get(t, ())])
                                                for t, ps in paths.items())}
     second = functools.partial(_digested, read, apart, digest or {})
-    child = forked.start(functools.partial(_in_child, si, second)) if fast and fast_enabled(si) else None
-    if child is not None:
-        with child:
-            started = time.monotonic()
-            records = read(first)
-            try:  # the two requests are alike in size: a child taking far longer than this one is stuck
-                values = child.result(timeout=max(_CHILD_GRACE, 3 * (time.monotonic() - started)))
-            except forked.ChildFailed as exc:
-                log.info("%s; reading it in this process", exc)
-                values = second()
-    else:
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="runbook-read") as pool:
-            pending = pool.submit(second)
-            records = read(first)
-            values = pending.result()
+    records, values = forked.beside(second, functools.partial(read, first), in_child=functools.partial(
+        fastsoap.detach, si), fork=fast and fast_enabled(si), thread=True)
     for moid, rec in values.items():
         if moid in records:  # an object created between the two reads is not half-listed
             records[moid].update(rec)
@@ -127,11 +107,6 @@ def _digested(read: Callable[[Mapping[type, Sequence[str]]], Records], paths: Ma
     keep = lambda value: value  # noqa: E731
     return {moid: {p: digest.get(p, keep)(v) for p, v in rec.items() if p not in ("_type", "_ref")}
             for moid, rec in read(paths).items()}
-
-
-def _in_child(si: vim.ServiceInstance, work: Callable[[], Any]) -> Any:
-    fastsoap.detach(si)
-    return work()
 
 
 def retrieve_objects(si: vim.ServiceInstance, objects: Sequence[vmodl.ManagedObject],

@@ -65,14 +65,18 @@ def test_a_kernel_that_dies_leaves_what_ran(tmp_path, monkeypatch, writes) -> No
     assert len(writes) == 1, writes
 
 
-def test_a_runs_kernel_never_builds_the_iri_grammar(tmp_path, monkeypatch) -> None:
+def test_a_runs_kernel_never_builds_the_iri_grammar_and_guards_its_shutdown(tmp_path, monkeypatch) -> None:
     """The record's validation imports jsonschema in the kernel; its optional IRI checker (rfc3987_syntax) builds
-    a Lark grammar at import, about 3 s of every run: every kernel of a run leaves it out, started ahead or not."""
+    a Lark grammar at import, about 3 s of every run: every kernel of a run leaves it out, started ahead or not.
+    Every kernel also has ipykernel's shutdown race guarded (tests/test_kernelside.py)."""
     _notebook(tmp_path / "nb", 'datacenter = ""\ncluster = ""\nchange_id = ""\nrun_context = ""',
-              "import sys, jsonschema\nprint('iri checker:', type(sys.modules.get('rfc3987_syntax')).__name__)")
+              "import sys, jsonschema\nprint('iri checker:', type(sys.modules.get('rfc3987_syntax')).__name__)\n"
+              "from ipykernel.iostream import IOPubThread\n"
+              "print('guarded:', getattr(IOPubThread.schedule, '_runbook_guarded_schedule', False))")
     monkeypatch.setenv("RUNBOOK_NOTEBOOKS", str(tmp_path / "nb"))
     for kernel in (None, pipeline.prestart()):
         result = pipeline.run_notebook(InventoryRequest(), context=RunContext(reports_dir=tmp_path / "reports"),
                                        kernel=kernel)
         ran = json.loads(result.notebook.read_text())
         assert "iri checker: NoneType" in json.dumps(ran["cells"][2]["outputs"]), ran["cells"][2]["outputs"]
+        assert "guarded: True" in json.dumps(ran["cells"][2]["outputs"]), ran["cells"][2]["outputs"]

@@ -95,9 +95,8 @@ EXTRA_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]  # what nbclient gives
 #: Imported by a kernel started ahead while it boots (the notebooks' first cells import them): that second
 #: overlaps the front's own preparation instead of following it. No name is left in the notebook.
 PRELOAD = ("pandas", "pyVmomi", "runbook.engine.relocation", "runbook.fronts.notebook")
-#: Run first by every kernel of a run: the record's schema validation must not build jsonschema's IRI grammar there
-#: either (about 3 s of CPU in each run's kernel, on its first record save; runbook/_imports.py).
-_KERNEL_LINE = "import runbook._imports as _runbook_s; _runbook_s.skip_iri_grammar(); del _runbook_s"
+#: Run first by every kernel of a run (runbook/fronts/kernelside.py): no IRI grammar, no shutdown-race traceback.
+_KERNEL_LINE = "import runbook.fronts.kernelside as _runbook_s; _runbook_s.prepare(); del _runbook_s"
 _PRELOAD_LINE = (f"{_KERNEL_LINE}; import importlib as _runbook_i; "
                  f"[_runbook_i.import_module(m) for m in {PRELOAD!r}]; del _runbook_i")
 

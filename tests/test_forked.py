@@ -1,6 +1,7 @@
 """The forked child of a bulk read: its result comes back, its failures never leak, it never outlives the call."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -71,17 +72,31 @@ def test_leaving_the_block_kills_and_reaps_a_child_still_working():
     child.stop()  # again: nothing left to do
 
 
-def test_the_child_writes_nothing_to_the_parents_outputs(capfd):
+def test_the_child_writes_nothing_to_the_parents_outputs(capfd, tmp_path):
+    """Not through Python's streams, not through a log handler the parent set up (a kernel's, a CLI's), not
+    through the descriptors themselves (what C code and a fatal error write to)."""
+    log_file = tmp_path / "parent.log"
+    handler = logging.FileHandler(log_file)
+    logging.getLogger("runbook").addHandler(handler)
+
     def noisy():
         print("from the child")
         print("to stderr", file=sys.stderr)
         import warnings
         warnings.warn("a warning")
+        logging.getLogger("runbook").error("logged by the child")
+        os.write(1, b"fd 1 of the child")
+        os.write(2, b"fd 2 of the child")
         return 1
 
-    assert forked.start(noisy).result() == 1
+    try:
+        assert forked.start(noisy).result() == 1
+    finally:
+        logging.getLogger("runbook").removeHandler(handler)
+        handler.close()
     out, err = capfd.readouterr()
     assert "child" not in out + err and "warning" not in out + err
+    assert "child" not in log_file.read_text()
 
 
 def test_switched_off_it_does_not_fork(monkeypatch):

@@ -165,8 +165,14 @@ def _run_child(fn: Callable[[], Any], fd: int, parent: int) -> None:
         _die_with_parent(parent)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        devnull = open(os.devnull, "w")  # the parent's streams (a kernel's) are not this process's to use
+        # The parent's outputs (a kernel's streams, a CLI's terminal, their log handlers) are not this process's
+        # to use: not through Python's streams, not through a handler, not through the descriptors C code uses.
+        devnull = open(os.devnull, "w")
+        for stream in (1, 2):
+            with contextlib.suppress(OSError):
+                os.dup2(devnull.fileno(), stream)
         sys.stdout = sys.stderr = devnull
+        logging.disable(logging.CRITICAL)
         warnings.simplefilter("ignore")
         try:
             data = pickle.dumps((True, fn()), protocol=pickle.HIGHEST_PROTOCOL)

@@ -7,6 +7,7 @@ control thread meets when the main thread's exit stops the IOPub thread between 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import zmq
@@ -22,10 +23,20 @@ def pub_thread():
     socket.bind("inproc://runbook-kernelside-test")
     thread = IOPubThread(socket)
     thread.start()
+    # The thread runs its loop once to set up, then for good unless stopped: the race needs it running for good.
+    deadline = time.monotonic() + 10
+    while getattr(thread, "_event_pipe_gc_task", None) is None or not thread.io_loop.asyncio_loop.is_running():
+        assert time.monotonic() < deadline, "the IOPub thread did not start its loop"
+        time.sleep(0.01)
+    time.sleep(0.2)
     yield thread
     thread.stop()
     thread.close()
     context.term()
+    task = getattr(thread, "_event_pipe_gc_task", None)
+    if task is not None and not task.done():  # stop() cancels it once the loop has ended: no warning of it at exit
+        task._log_destroy_pending = False
+        task.get_coro().close()
 
 
 def _stopping(thread: IOPubThread) -> None:

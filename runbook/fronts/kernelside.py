@@ -7,11 +7,11 @@
   control thread stops the main loop and then flushes stdout. The main thread, exiting, stops the IOPub
   thread and closes every thread's event pipe. If the control thread loses the interpreter lock between
   the IOPub thread's "alive" check and its send on that pipe, the send fails with ``ENOTSOCK``.
-  Tornado then logs the error as an uncaught callback: a 20-line traceback after a run that went well. It is
-  rare (CI met it once in a few hundred runs; 40 runs in a row here did not). ipykernel 7.4 catches that error for the IOPub socket's own send (ipykernel
-  PR 1518) but not for the event pipe's. :func:`guard_shutdown_race` does, for the one case where it is
-  harmless: the IOPub thread is stopping. The function is then called here, as ipykernel calls it once
-  that thread has ended.
+  Tornado then logs the error as an uncaught callback: a 20-line traceback after a run that went well. It
+  is rare: CI met it once; 40 runs in a row here did not. ipykernel 7.4 catches that error for the IOPub
+  socket's own send (ipykernel PR 1518) but not for the event pipe's. :func:`guard_shutdown_race` does,
+  for the one case where it is harmless: the IOPub thread is stopping. The function is then called here,
+  as ipykernel calls it once that thread has ended.
 """
 from __future__ import annotations
 
